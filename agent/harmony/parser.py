@@ -1,0 +1,508 @@
+"""Parsing gpt-oss completions: whole or streamed, well-formed or as the model really emits them.
+
+The parser works on text in which harmony's special tokens appear as their strings
+(`<|channel|>`, ...). Completions arriving as token ids are decoded first, so a
+`<|constrain|>` the model spelled out as plain-text tokens reads the same as the special
+token. What it tolerates, and why:
+
+- the recipient before or after the channel (`to=` in the role or the channel part);
+- `<|constrain|>json`, `<|constrain|> JSON`, a bare ` json`/` code`, or none;
+- a tool call on the analysis channel (it is still a call);
+- a message that stops without `<|end|>` (cut by max tokens, or the next header begins);
+- a header without `<|message|>` (the words after the channel become the content);
+- a message without any header at the start of a completion (content, no channel);
+- a completion that begins after `<|start|>assistant` (the role is implied).
+
+Text after `<|call|>` is ignored, as a server stops there; it is kept in
+`ParseResult.ignored`. What cannot be understood raises `HarmonyParseError` with the
+offset and an excerpt.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from agent.harmony.encoding import get_encoding
+from agent.harmony.messages import Message, Role, StopReason
+
+__all__ = [
+    "ContentDelta",
+    "HarmonyParseError",
+    "HeaderDone",
+    "MessageDone",
+    "ParseEvent",
+    "ParseResult",
+    "StreamParser",
+    "parse_completion",
+    "parse_completion_text",
+    "parse_completion_tokens",
+]
+
+KNOWN_CHANNELS = ("analysis", "commentary", "final")
+_MARKERS = ("start", "end", "message", "channel", "constrain", "return", "call")
+_MARKER_TEXT = {f"<|{m}|>": m for m in _MARKERS}
+_ANY_MARKER = re.compile(r"<\|([A-Za-z_][A-Za-z0-9_]*)\|>")
+_ROLE_WORDS = {"assistant": Role.ASSISTANT, "user": Role.USER, "tool": Role.TOOL}
+_TOOL_NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
+
+
+class HarmonyParseError(ValueError):
+    """A completion that cannot be understood as harmony messages."""
+
+    def __init__(self, problem: str, offset: int, text: str) -> None:
+        self.problem = problem
+        self.offset = offset
+        lo = max(0, offset - 25)
+        self.excerpt = text[lo : offset + 25]
+        super().__init__(f"{problem} at offset {offset} (near {self.excerpt!r})")
+
+
+# -- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderDone:
+    """A message header was read: from here on its content streams."""
+
+    index: int
+    role: Role
+    channel: str | None
+    recipient: str | None
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    index: int
+    channel: str | None
+    recipient: str | None
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDone:
+    index: int
+    message: Message
+
+
+ParseEvent = HeaderDone | ContentDelta | MessageDone
+
+
+@dataclass(slots=True)
+class ParseResult:
+    messages: list[Message]
+    # Text the parser skipped: stray text between messages, or what followed `<|call|>`.
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        """The last message did not end with a stop marker (max tokens, a cut stream)."""
+        return bool(self.messages) and self.messages[-1].stop is None
+
+
+# -- lexer --------------------------------------------------------------------
+
+
+class _Tok(Enum):
+    TEXT = 0
+    MARKER = 1
+    UNKNOWN = 2  # something shaped like a special token that harmony does not have
+
+
+class _Lexer:
+    """Splits streamed text into text and special-token markers.
+
+    A marker may arrive split across chunks (`<|chan` + `nel|>`), so a trailing piece
+    that could still become a marker is held back until the next chunk or the end.
+    """
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self.offset = 0  # offset in the whole completion of the start of `_buf`
+
+    def feed(self, chunk: str, final: bool = False) -> Iterator[tuple[_Tok, str, int]]:
+        self._buf += chunk
+        buf = self._buf
+        pos = 0
+        while True:
+            i = buf.find("<|", pos)
+            if i < 0:
+                # Hold back a final "<" that may begin a marker.
+                cut = len(buf) - 1 if (buf.endswith("<") and not final) else len(buf)
+                if cut > pos:
+                    yield _Tok.TEXT, buf[pos:cut], self.offset + pos
+                pos = cut
+                break
+            j = buf.find("|>", i + 2)
+            if j < 0 or j - i > 40:
+                if j < 0 and not final and len(buf) - i <= 40:
+                    if i > pos:
+                        yield _Tok.TEXT, buf[pos:i], self.offset + pos
+                    pos = i
+                    break
+                # Not a marker: "<|" is plain text here.
+                yield _Tok.TEXT, buf[pos : i + 2], self.offset + pos
+                pos = i + 2
+                continue
+            if i > pos:
+                yield _Tok.TEXT, buf[pos:i], self.offset + pos
+            token = buf[i : j + 2]
+            name = _MARKER_TEXT.get(token)
+            if name is not None:
+                yield _Tok.MARKER, name, self.offset + i
+            elif _ANY_MARKER.fullmatch(token):
+                yield _Tok.UNKNOWN, token, self.offset + i
+            else:
+                yield _Tok.TEXT, token, self.offset + i
+            pos = j + 2
+        self._buf = buf[pos:]
+        self.offset += pos
+
+
+# -- header interpretation ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Header:
+    implicit_role: bool  # the completion began after `<|start|>assistant`
+    start: int
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (section, text)
+
+    def add_text(self, text: str) -> None:
+        if self.parts:
+            section, prev = self.parts[-1]
+            self.parts[-1] = (section, prev + text)
+        else:
+            self.parts.append(("role", text))
+
+    def open(self, section: str) -> None:
+        self.parts.append((section, ""))
+
+
+@dataclass(slots=True)
+class _HeaderInfo:
+    role: Role
+    name: str | None
+    channel: str | None
+    recipient: str | None
+    content_type: str | None
+    leftover: str  # words that were not header syntax (content, when <|message|> is missing)
+
+
+def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _HeaderInfo:
+    role: Role = Role.ASSISTANT
+    name: str | None = None
+    channel: str | None = None
+    recipient: str | None = None
+    content_type: str | None = None
+    unknown: list[str] = []
+    leftover = ""
+
+    for idx, (section, text) in enumerate(header.parts):
+        words = text.split()
+        if section == "role":
+            if header.implicit_role and words and words[0] == "assistant":
+                words.pop(0)  # the completion repeated the role the prompt ended with
+            elif not header.implicit_role:
+                if not words:
+                    raise HarmonyParseError("expected a role after <|start|>", header.start, full_text)
+                first = words.pop(0)
+                if first in _ROLE_WORDS:
+                    role = _ROLE_WORDS[first]
+                elif first.startswith("to="):
+                    words.insert(0, first)
+                elif _TOOL_NAME.match(first):
+                    role, name = Role.TOOL, first
+                else:
+                    raise HarmonyParseError(
+                        f"unknown author {first!r} in message header", header.start, full_text
+                    )
+        elif section == "channel":
+            if not words:
+                raise HarmonyParseError("expected a channel name after <|channel|>", header.start, full_text)
+            channel = words.pop(0)
+        elif section == "constrain":
+            if not words:
+                raise HarmonyParseError("expected a type after <|constrain|>", header.start, full_text)
+            word = words.pop(0)
+            content_type = "<|constrain|>" + ("json" if word.lower() == "json" else word)
+        rest: list[str] = []
+        for w in words:
+            if w.startswith("to=") and len(w) > 3:
+                recipient = w[3:]
+            elif w in ("json", "code") and content_type is None:
+                content_type = w
+            else:
+                rest.append(w)
+        if rest:
+            if allow_leftover and idx == len(header.parts) - 1:
+                # A header that never reached <|message|>: from the first word that is
+                # not header syntax on, the text is the message's content.
+                leftover = _after_words(text, text.split().index(rest[0]))
+            else:
+                unknown.extend(rest)
+
+    if len(unknown) == 1 and content_type is None and _TOOL_NAME.match(unknown[0]):
+        # `to=functions.f abc`: one bare word is a content type the model chose.
+        content_type = unknown.pop()
+    if unknown:
+        raise HarmonyParseError(
+            f"unrecognised text {' '.join(unknown)!r} in message header", header.start, full_text
+        )
+    if channel is not None and channel not in KNOWN_CHANNELS:
+        raise HarmonyParseError(
+            f"unknown channel {channel!r} (expected one of {', '.join(KNOWN_CHANNELS)})",
+            header.start,
+            full_text,
+        )
+    if recipient == "assistant" and role is Role.ASSISTANT:
+        recipient = None  # a stray `to=assistant` on the model's own message means nothing
+    return _HeaderInfo(role, name, channel, recipient, content_type, leftover)
+
+
+def _after_words(text: str, n: int) -> str:
+    """`text` with its first `n` whitespace-separated words removed, inner spacing kept."""
+    rest = text
+    for _ in range(n):
+        rest = rest.lstrip()
+        k = 0
+        while k < len(rest) and not rest[k].isspace():
+            k += 1
+        rest = rest[k:]
+    return rest.strip()
+
+
+# -- the parser -----------------------------------------------------------------
+
+
+class _State(Enum):
+    HEADER = 1
+    CONTENT = 2
+    BETWEEN = 3
+    DONE = 4
+
+
+class StreamParser:
+    """Incremental harmony parser: feed text or token ids, get typed events.
+
+    `feed_text`/`feed_tokens` return the events the new input completed; `finish()`
+    closes the stream and returns the `ParseResult`. The completion is assumed to begin
+    right after the prompt's `<|start|>assistant`, as a server returns it.
+    """
+
+    def __init__(self, *, stop_at_call: bool = True) -> None:
+        self.stop_at_call = stop_at_call
+        self._lexer = _Lexer()
+        self._text: list[str] = []  # everything fed, for error excerpts
+        self._state = _State.HEADER
+        self._header: _Header | None = _Header(implicit_role=True, start=0)
+        self._info: _HeaderInfo | None = None
+        self._content: list[str] = []
+        self._messages: list[Message] = []
+        self._ignored: list[str] = []
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._finished = False
+        self._tail_open = False
+
+    # -- input ---------------------------------------------------------------
+    def feed_text(self, chunk: str) -> list[ParseEvent]:
+        self._text.append(chunk)
+        events: list[ParseEvent] = []
+        for kind, value, offset in self._lexer.feed(chunk):
+            self._step(kind, value, offset, events)
+        return events
+
+    def feed_tokens(self, tokens: Iterable[int]) -> list[ParseEvent]:
+        enc = get_encoding()
+        # Bytes first, so a character split across tokens is decoded whole.
+        data = enc._inner.decode_bytes(list(tokens))  # type: ignore[attr-defined]
+        return self.feed_text(self._utf8.decode(bytes(data)))
+
+    def finish(self) -> ParseResult:
+        if self._finished:
+            return ParseResult(list(self._messages), list(self._ignored))
+        events: list[ParseEvent] = []
+        tail = self._utf8.decode(b"", final=True)
+        if tail:
+            self._text.append(tail)
+        for kind, value, offset in self._lexer.feed(tail, final=True):
+            self._step(kind, value, offset, events)
+        self._close(events, at_eos=True)
+        self._finished = True
+        return ParseResult(list(self._messages), list(self._ignored))
+
+    def finish_events(self) -> tuple[list[ParseEvent], ParseResult]:
+        """Like `finish`, also returning the events the end of the stream completed."""
+        before = len(self._messages)
+        result = self.finish()
+        events: list[ParseEvent] = [
+            MessageDone(before + i, m) for i, m in enumerate(result.messages[before:])
+        ]
+        return events, result
+
+    # -- state machine -------------------------------------------------------
+    def _full(self) -> str:
+        return "".join(self._text)
+
+    def _step(self, kind: _Tok, value: str, offset: int, events: list[ParseEvent]) -> None:
+        state = self._state
+        if state is _State.DONE:
+            self._ignored_append(value if kind is not _Tok.MARKER else f"<|{value}|>")
+            return
+        if kind is _Tok.UNKNOWN:
+            if state is _State.CONTENT:
+                self._append_content(value, events)
+                return
+            raise HarmonyParseError(f"unknown special token {value!r}", offset, self._full())
+
+        if state is _State.HEADER:
+            assert self._header is not None
+            if kind is _Tok.TEXT:
+                self._header.add_text(value)
+            elif value in ("channel", "constrain"):
+                self._header.open(value)
+            elif value == "message":
+                self._info = _interpret(self._header, self._full(), allow_leftover=False)
+                self._header = None
+                self._state = _State.CONTENT
+                i = self._info
+                events.append(HeaderDone(len(self._messages), i.role, i.channel, i.recipient, i.content_type))
+            elif value == "start":
+                # A header that never got its <|message|>, cut by a new message.
+                self._close(events, at_eos=False)
+                self._header = _Header(implicit_role=False, start=offset)
+                self._state = _State.HEADER
+            else:  # end / return / call ends a header that lacks <|message|>
+                self._close(events, at_eos=False, stop=_stop(value))
+                self._after_stop(value)
+            return
+
+        if state is _State.CONTENT:
+            if kind is _Tok.TEXT:
+                self._append_content(value, events)
+            elif value in ("end", "return", "call"):
+                self._close(events, at_eos=False, stop=_stop(value))
+                self._after_stop(value)
+            elif value == "start":
+                self._close(events, at_eos=False)
+                self._header = _Header(implicit_role=False, start=offset)
+                self._state = _State.HEADER
+            elif value == "channel":
+                # A new header without <|end|><|start|>: the model skipped them.
+                self._close(events, at_eos=False)
+                self._header = _Header(implicit_role=True, start=offset)
+                self._header.open("channel")
+                self._state = _State.HEADER
+            elif value == "message":
+                raise HarmonyParseError("unexpected <|message|> inside message content", offset, self._full())
+            else:  # a stray <|constrain|> in content: keep it as text
+                self._append_content(f"<|{value}|>", events)
+            return
+
+        # BETWEEN messages
+        if kind is _Tok.TEXT:
+            if value.strip():
+                self._ignored_append(value)
+        elif value == "start":
+            self._header = _Header(implicit_role=False, start=offset)
+            self._state = _State.HEADER
+        elif value == "channel":
+            self._header = _Header(implicit_role=True, start=offset)
+            self._header.open("channel")
+            self._state = _State.HEADER
+        elif value in ("end", "return"):
+            pass  # a repeated end marker carries nothing
+        elif value == "call":
+            self._state = _State.DONE if self.stop_at_call else _State.BETWEEN
+        else:
+            raise HarmonyParseError(f"unexpected <|{value}|> between messages", offset, self._full())
+
+    def _ignored_append(self, text: str) -> None:
+        if self._state is _State.DONE and self._tail_open:
+            self._ignored[-1] += text
+        else:
+            self._ignored.append(text)
+            self._tail_open = self._state is _State.DONE
+
+    def _after_stop(self, marker: str) -> None:
+        if marker == "call" and self.stop_at_call:
+            self._state = _State.DONE
+        else:
+            self._state = _State.BETWEEN
+
+    def _append_content(self, text: str, events: list[ParseEvent]) -> None:
+        self._content.append(text)
+        info = self._info
+        assert info is not None
+        events.append(ContentDelta(len(self._messages), info.channel, info.recipient, text))
+
+    def _close(self, events: list[ParseEvent], *, at_eos: bool, stop: StopReason | None = None) -> None:
+        if self._state is _State.HEADER and self._header is not None:
+            header = self._header
+            has_text = any(t.strip() for _, t in header.parts)
+            if not header.parts or not has_text and len(header.parts) <= 1 and header.parts[0][0] == "role":
+                self._header = None
+                return  # nothing was said
+            if header.implicit_role and all(s == "role" for s, _ in header.parts) and not at_eos:
+                # "I must refuse<|end|>": text with no header at all is the content.
+                text = "".join(t for _, t in header.parts)
+                info = _HeaderInfo(Role.ASSISTANT, None, None, None, None, "")
+                if text.lstrip().startswith("to="):
+                    info = _interpret(header, self._full(), allow_leftover=True)
+                    text = info.leftover
+                self._info, self._content = info, [text]
+            else:
+                # At the end of the stream a header is only cut short, so words that are
+                # not header syntax are garbage, not content.
+                self._info = _interpret(header, self._full(), allow_leftover=not at_eos)
+                self._content = [self._info.leftover] if self._info.leftover else []
+            self._header = None
+            i = self._info
+            events.append(HeaderDone(len(self._messages), i.role, i.channel, i.recipient, i.content_type))
+        if self._info is None:
+            return
+        i = self._info
+        msg = Message(
+            role=i.role,
+            content="".join(self._content),
+            channel=i.channel,
+            recipient=i.recipient,
+            content_type=i.content_type,
+            name=i.name,
+            stop=stop,
+        )
+        events.append(MessageDone(len(self._messages), msg))
+        self._messages.append(msg)
+        self._info = None
+        self._content = []
+
+
+def _stop(marker: str) -> StopReason:
+    return "end" if marker == "end" else "return" if marker == "return" else "call"
+
+
+# -- one-shot helpers -----------------------------------------------------------
+
+
+def parse_completion_text(text: str, *, stop_at_call: bool = True) -> ParseResult:
+    """Parse a completion given as text with special tokens written out."""
+    parser = StreamParser(stop_at_call=stop_at_call)
+    parser.feed_text(text)
+    return parser.finish()
+
+
+def parse_completion_tokens(tokens: Sequence[int], *, stop_at_call: bool = True) -> ParseResult:
+    """Parse a completion given as token ids (e.g. vLLM's `token_ids`)."""
+    parser = StreamParser(stop_at_call=stop_at_call)
+    parser.feed_tokens(tokens)
+    return parser.finish()
+
+
+def parse_completion(completion: str | Sequence[int], *, stop_at_call: bool = True) -> ParseResult:
+    if isinstance(completion, str):
+        return parse_completion_text(completion, stop_at_call=stop_at_call)
+    return parse_completion_tokens(completion, stop_at_call=stop_at_call)

@@ -1,0 +1,142 @@
+"""Rendering a conversation for completion, incrementally.
+
+An agent's conversation grows by a message or two a step. Re-rendering it from scratch
+each step costs time proportional to the whole history; this renderer keeps the token
+buffer of the messages already rendered (and a running hash of it) and only renders
+what is new, so a step costs the same at 1k and at 100k tokens of history. The buffer
+is rebuilt only when earlier messages change, which happens once per user turn when
+the previous turn's analysis is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from openai_harmony import Author
+from openai_harmony import Message as HMessage
+from openai_harmony import Role as HRole
+
+from agent.harmony.encoding import START, get_encoding
+from agent.harmony.messages import Message, Role
+from agent.harmony.prompt import DeveloperConfig, SystemConfig, render_developer, render_system
+
+__all__ = ["ConversationRenderer", "RenderedPrompt", "to_harmony", "visible_history"]
+
+_HROLE = {Role.USER: HRole.USER, Role.ASSISTANT: HRole.ASSISTANT, Role.TOOL: HRole.TOOL}
+
+
+def to_harmony(message: Message) -> HMessage:
+    """Our message as openai-harmony's, for its renderer."""
+    if message.role is Role.TOOL:
+        author = Author.new(HRole.TOOL, message.name or "tool")
+    else:
+        author = Author(role=_HROLE[message.role])
+    msg = HMessage.from_author_and_content(author, message.content)
+    if message.channel:
+        msg = msg.with_channel(message.channel)
+    if message.recipient:
+        msg = msg.with_recipient(message.recipient)
+    if message.content_type:
+        msg = msg.with_content_type(message.content_type)
+    return msg
+
+
+def visible_history(messages: Sequence[Message]) -> list[Message]:
+    """The messages the model sees again: earlier turns' reasoning is dropped.
+
+    The format drops chain of thought once a turn has ended in a final message, and
+    keeps it while a turn's tool calls are ongoing. Tool calls and their results are
+    kept even on the analysis channel (the python and browser tools are called there),
+    so every result still follows its call.
+    """
+    last_final = -1
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].is_final:
+            last_final = i
+            break
+    if last_final < 0:
+        return list(messages)
+    return [m for i, m in enumerate(messages) if i > last_final or not m.is_reasoning]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPrompt:
+    """A prompt ready to send. `tokens` builds the list; `length` and `sha256` are free."""
+
+    _buffer: list[int]
+    _size: int
+    suffix: tuple[int, ...]
+    sha256: str
+
+    @property
+    def length(self) -> int:
+        return self._size + len(self.suffix)
+
+    @property
+    def tokens(self) -> list[int]:
+        return self._buffer[: self._size] + list(self.suffix)
+
+    @property
+    def text(self) -> str:
+        return get_encoding().decode(self.tokens)
+
+
+class ConversationRenderer:
+    """Renders one agent's conversations; holds the rendered prefix between steps."""
+
+    def __init__(self, system: SystemConfig, developer: DeveloperConfig | None = None) -> None:
+        self.system = system
+        self.developer = developer or DeveloperConfig()
+        enc = get_encoding()
+        self._prefix = render_system(system, has_function_tools=self.developer.has_function_tools)
+        self._prefix += render_developer(self.developer)
+        self._assistant_suffix = (START, *enc.encode("assistant"))
+        self._cache: dict[Message, list[int]] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._rendered: list[Message] = []
+        self._buffer: list[int] = list(self._prefix)
+        self._hash = hashlib.sha256(_pack(self._prefix))
+
+    @property
+    def prefix_tokens(self) -> list[int]:
+        """The system and developer messages, rendered."""
+        return list(self._prefix)
+
+    def message_tokens(self, message: Message) -> list[int]:
+        cached = self._cache.get(message)
+        if cached is None:
+            # harmony ends every message but a tool call with <|end|>, so a final answer
+            # stored with <|return|> goes back into history as <|end|>, as the format says.
+            cached = get_encoding().render(to_harmony(message))
+            self._cache[message] = cached
+        return cached
+
+    def render(self, messages: Sequence[Message]) -> RenderedPrompt:
+        """The prompt for the assistant's next message."""
+        history = visible_history(messages)
+        n = len(self._rendered)
+        if len(history) < n or any(a is not b and a != b for a, b in zip(self._rendered, history, strict=False)):
+            self._reset()
+            n = 0
+        for message in history[n:]:
+            tokens = self.message_tokens(message)
+            self._buffer.extend(tokens)
+            self._hash.update(_pack(tokens))
+            self._rendered.append(message)
+        h = self._hash.copy()
+        h.update(_pack(self._assistant_suffix))
+        # The buffer grows in place; the prompt remembers its own length, so a prompt
+        # taken earlier still reads its own tokens until the buffer is rebuilt.
+        return RenderedPrompt(self._buffer, len(self._buffer), self._assistant_suffix, h.hexdigest())
+
+    def render_text(self, messages: Sequence[Message]) -> str:
+        return self.render(messages).text
+
+
+def _pack(tokens: Sequence[int]) -> bytes:
+    return array("I", tokens).tobytes()
