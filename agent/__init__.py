@@ -1,1 +1,54 @@
-"""harmonygraph: agent."""
+"""harmonygraph: LangGraph state machines driving gpt-oss through harmony tool calls."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from agent.agent import (
+        Agent,
+        AgentModelError,
+        AgentRunError,
+        ChatSession,
+        OutputValidationError,
+        RunLimitExceeded,
+        RunResult,
+    )
+    from agent.harmony.messages import Message
+    from graphs.agent_loop import RunLimits
+
+__all__ = [
+    "Agent",
+    "AgentModelError",
+    "AgentRunError",
+    "ChatSession",
+    "Message",
+    "OutputValidationError",
+    "RunLimitExceeded",
+    "RunLimits",
+    "RunResult",
+    "__version__",
+]
+
+_LAZY = {
+    "Agent": "agent.agent",
+    "AgentModelError": "agent.agent",
+    "AgentRunError": "agent.agent",
+    "ChatSession": "agent.agent",
+    "OutputValidationError": "agent.agent",
+    "RunLimitExceeded": "agent.agent",
+    "RunResult": "agent.agent",
+    "Message": "agent.harmony.messages",
+    "RunLimits": "graphs.agent_loop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import agent` (and the CLI's --help) does not pull in LangGraph.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agent' has no attribute {name!r}")

@@ -1,0 +1,445 @@
+"""The `Agent` facade: one object to configure, run, stream, chat with and replay."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+
+from agent.checkpoint import memory_saver
+from agent.events import AgentEvent, RunDone
+from agent.harmony.messages import Message
+from agent.harmony.prompt import (
+    DEFAULT_IDENTITY,
+    DeveloperConfig,
+    ReasoningLevel,
+    ResponseFormat,
+    SystemConfig,
+    parse_reasoning,
+)
+from agent.models.base import Model, ModelSettings, Usage, iterate_sync, run_sync
+from agent.trace import Redactor, ReplayModel, ReplayToolRegistry, Trace, TraceRecorder
+from agent.usage import Price, estimate_cost
+from graphs.agent_loop import LoopRuntime, OutputSpec, RunLimits, build_agent_graph
+from tools.base import Tool, ToolContext, Toolset
+from tools.registry import ToolRegistry
+
+__all__ = [
+    "Agent",
+    "AgentModelError",
+    "AgentRunError",
+    "ChatSession",
+    "OutputValidationError",
+    "RunLimitExceeded",
+    "RunResult",
+]
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunResult(Generic[T]):
+    """What a run produced, and everything needed to understand how."""
+
+    output: T | str | None
+    status: str
+    messages: list[Message]
+    new_messages: list[Message]
+    usage: Usage
+    cost_usd: float | None
+    steps: int
+    tool_calls: int
+    step_usage: list[dict[str, Any]]
+    artifacts: list[dict[str, Any]]
+    trace: Trace
+    run_id: str
+    thread_id: str
+    error: str | None = None
+    trace_path: Path | None = None
+    output_errors: list[str] = field(default_factory=list)
+    interrupt: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        """The final answer's text (empty when the run has none)."""
+        for m in reversed(self.new_messages):
+            if m.is_final:
+                return m.content
+        return ""
+
+    @property
+    def reasoning(self) -> list[str]:
+        """The run's chain of thought. Keep it from end users unless they ask for it."""
+        return [m.content for m in self.new_messages if m.is_reasoning]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+class AgentRunError(RuntimeError):
+    """A run ended without a valid answer. `result` keeps everything the run did."""
+
+    def __init__(self, message: str, result: RunResult[Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class OutputValidationError(AgentRunError):
+    """The final answer never validated against the output type."""
+
+    @property
+    def errors(self) -> list[str]:
+        return self.result.output_errors
+
+    @property
+    def last_output(self) -> str:
+        return self.result.text
+
+
+class RunLimitExceeded(AgentRunError):
+    """A limit (steps, tool calls, tokens, wall time, repeated calls) ended the run."""
+
+
+class AgentModelError(AgentRunError):
+    """The model could not be called (server down, auth, timeout)."""
+
+
+Checkpointer = BaseCheckpointSaver | Literal["memory"] | None
+
+
+class Agent(Generic[T]):
+    """A gpt-oss agent: a model, tools, instructions, an optional output type.
+
+    ```python
+    agent = Agent(model="openai/gpt-oss-20b", tools=[add], instructions="Be exact.",
+                  reasoning="low", output_type=Answer)
+    result = agent.run("What is 2 + 3?")
+    ```
+    """
+
+    def __init__(
+        self,
+        model: Model | str | None = None,
+        tools: Sequence[Tool | Toolset | Callable[..., Any]] = (),
+        *,
+        instructions: str | None = None,
+        reasoning: ReasoningLevel | str = "medium",
+        output_type: Any = None,
+        name: str = "agent",
+        identity: str = DEFAULT_IDENTITY,
+        knowledge_cutoff: str = "2024-06",
+        current_date: str | None = None,
+        limits: RunLimits | None = None,
+        settings: ModelSettings | None = None,
+        checkpointer: Checkpointer = "memory",
+        trace_dir: str | Path | None = None,
+        redact: Sequence[str] = (),
+        prices: dict[str, Price] | None = None,
+        tool_timeout: float = 60.0,
+        max_result_chars: int = 20_000,
+        artifacts_dir: str | Path | None = None,
+        deps: Any = None,
+    ) -> None:
+        if model is None or isinstance(model, str):
+            from agent.models import make_model
+
+            model = make_model(model=model)
+        self.model: Model = model
+        self.name = name
+        self.instructions = instructions
+        self.reasoning: ReasoningLevel = parse_reasoning(reasoning)
+        self.output_type = output_type
+        self.identity = identity
+        self.knowledge_cutoff = knowledge_cutoff
+        self.current_date = current_date
+        self.limits = limits or RunLimits()
+        self.settings = settings or ModelSettings()
+        self.trace_dir = Path(trace_dir) if trace_dir else None
+        self.redactor = Redactor(list(redact))
+        self.prices = prices
+        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
+        self.deps = deps
+        self.registry = ToolRegistry.from_items(
+            list(tools), default_timeout=tool_timeout, max_result_chars=max_result_chars
+        )
+        self._output = OutputSpec(output_type) if output_type is not None else None
+        self._response_format = ResponseFormat.from_type(output_type) if output_type is not None else None
+        self.checkpointer: BaseCheckpointSaver | None = (
+            memory_saver() if checkpointer == "memory" else checkpointer  # type: ignore[assignment]
+        )
+        self._graph = build_agent_graph().compile(checkpointer=self.checkpointer)
+
+    # -- configuration per run ---------------------------------------------------------
+    def system_config(self, reasoning: ReasoningLevel | None = None, registry: ToolRegistry | None = None) -> SystemConfig:
+        reg = registry or self.registry
+        return SystemConfig(
+            identity=self.identity,
+            knowledge_cutoff=self.knowledge_cutoff,
+            current_date=self.current_date or dt.date.today().isoformat(),
+            reasoning=reasoning or self.reasoning,
+            builtin_tools=reg.builtin_namespaces(),
+        )
+
+    def developer_config(self, registry: ToolRegistry | None = None) -> DeveloperConfig:
+        reg = registry or self.registry
+        return DeveloperConfig(
+            instructions=self.instructions,
+            tools=reg.function_namespaces(),
+            response_format=self._response_format,
+        )
+
+    # -- running -------------------------------------------------------------------------
+    async def arun(
+        self,
+        input: str | Sequence[Message] | None = None,
+        *,
+        thread_id: str | None = None,
+        reasoning: ReasoningLevel | str | None = None,
+        message_history: Sequence[Message] = (),
+        deps: Any = None,
+        resume: Any = None,
+        trace_path: str | Path | None = None,
+    ) -> RunResult[T]:
+        """Run until a final answer validates, a limit is reached, or a tool needs approval.
+
+        `resume` answers a pending approval (`True`, `False` or `{"approved": ..., "reason": ...}`)
+        on the same `thread_id`.
+        """
+        result: RunResult[T] | None = None
+        async for event in self._run_events(input, thread_id=thread_id, reasoning=reasoning,
+                                            message_history=message_history, deps=deps, resume=resume,
+                                            trace_path=trace_path, stream=False):
+            if isinstance(event, RunDone):
+                result = event.result
+        assert result is not None
+        return result
+
+    def run(self, input: str | Sequence[Message] | None = None, **kwargs: Any) -> RunResult[T]:
+        """`arun` for sync code."""
+        return run_sync(self.arun(input, **kwargs))  # type: ignore[no-any-return]
+
+    async def astream(self, input: str | Sequence[Message] | None = None, **kwargs: Any) -> AsyncIterator[AgentEvent]:
+        """Typed events as the run goes: reasoning and answer deltas, tool calls, steps, the result.
+
+        The last event is `RunDone(result)`; a run that fails raises after it.
+        """
+        async for event in self._run_events(input, stream=True, **kwargs):
+            yield event
+
+    def stream(self, input: str | Sequence[Message] | None = None, **kwargs: Any) -> Iterator[AgentEvent]:
+        return iterate_sync(self.astream(input, **kwargs))
+
+    def chat(self, *, reasoning: ReasoningLevel | str | None = None, trace_path: str | Path | None = None) -> ChatSession:
+        """A multi-turn conversation on its own thread."""
+        return ChatSession(self, reasoning=reasoning, trace_path=trace_path)
+
+    def replay(self, trace: Trace | str | Path, *, strict: bool = True) -> RunResult[T]:
+        """Re-run a recorded run with this agent's configuration, model and tools replayed."""
+        return run_sync(self.areplay(trace, strict=strict))  # type: ignore[no-any-return]
+
+    async def areplay(self, trace: Trace | str | Path, *, strict: bool = True) -> RunResult[T]:
+        tr = trace if isinstance(trace, Trace) else Trace.load(trace)
+        clone = self._with(model=ReplayModel(tr, strict=strict),
+                           registry=ReplayToolRegistry(tr, self.registry, strict=strict))
+        first = tr.model_calls[0] if tr.model_calls else None
+        inputs = [Message.from_dict(d) for d in (first or {}).get("new_messages", [])]
+        reasoning = tr.header.get("reasoning")
+        clone.current_date = tr.header.get("current_date") or clone.current_date
+        return await clone.arun(inputs, reasoning=reasoning)
+
+    def _with(self, *, model: Model, registry: ToolRegistry) -> Agent[T]:
+        clone: Agent[T] = object.__new__(Agent)
+        clone.__dict__.update(self.__dict__)
+        clone.model = model
+        clone.registry = registry
+        clone.checkpointer = memory_saver()
+        clone._graph = build_agent_graph().compile(checkpointer=clone.checkpointer)
+        return clone
+
+    async def _run_events(
+        self,
+        input: str | Sequence[Message] | None,
+        *,
+        thread_id: str | None = None,
+        reasoning: ReasoningLevel | str | None = None,
+        message_history: Sequence[Message] = (),
+        deps: Any = None,
+        resume: Any = None,
+        trace_path: str | Path | None = None,
+        stream: bool,
+        recorder: TraceRecorder | None = None,
+    ) -> AsyncIterator[AgentEvent]:
+        run_id = uuid.uuid4().hex[:12]
+        thread = thread_id or run_id
+        level = parse_reasoning(reasoning) if reasoning else self.reasoning
+        system = self.system_config(level)
+        developer = self.developer_config()
+        path = Path(trace_path) if trace_path else (self.trace_dir / f"{run_id}.jsonl" if self.trace_dir else None)
+        if recorder is None:
+            recorder = TraceRecorder(path=path, redactor=self.redactor)
+        recorder.start(run_id=run_id, model=self.model.name, system=system, developer=developer,
+                       tools=self.registry.recipients(),
+                       extra={"agent": self.name, "system": _system_dict(system),
+                              "developer": _developer_dict(developer)})
+        ctx = ToolContext(run_id=run_id,
+                          artifacts_dir=self.artifacts_dir or Path(".harmonygraph") / "artifacts" / run_id,
+                          deps=deps if deps is not None else self.deps)
+        runtime = LoopRuntime(
+            model=self.model, registry=self.registry, system=system, developer=developer,
+            settings=self.settings, limits=self.limits, recorder=recorder, ctx=ctx,
+            output=self._output, stream_model=stream,
+        )
+        config: dict[str, Any] = {"configurable": {"thread_id": thread, "hg_runtime": runtime},
+                                  "recursion_limit": max(100, self.limits.max_steps * 4 + 20)}
+        if resume is not None:
+            graph_input: Any = Command(resume=resume)
+        else:
+            new: list[Message] = list(message_history)
+            if isinstance(input, str):
+                new.append(Message.user(input))
+            elif input is not None:
+                new.extend(input)
+            graph_input = {
+                "messages": new, "status": "running", "steps": 0, "tool_calls": 0, "usage": Usage(),
+                "output_retries": 0, "output_errors": [], "error": None, "output": None,
+                "repeat_key": None, "repeat_count": 0, "started_at": time.monotonic(),
+            }
+        before = await self._message_count(config)
+        await self.registry.start(ctx)
+        try:
+            async for mode, chunk in self._graph.astream(graph_input, config, stream_mode=["custom", "values"]):
+                if mode == "custom" and stream:
+                    yield chunk
+        finally:
+            await self.registry.close(ctx)
+        result = await self._result(config, run_id, thread, before, recorder, path)
+        recorder.end(status=result.status, output=result.output, usage=result.usage, error=result.error,
+                     cost_usd=result.cost_usd)
+        result.trace = Trace(list(recorder.records), path)
+        if stream:
+            yield RunDone(result)
+        _raise_for_status(result)
+        if not stream:
+            yield RunDone(result)
+
+    async def _message_count(self, config: dict[str, Any]) -> int:
+        if self.checkpointer is None:
+            return 0
+        snapshot = await self._graph.aget_state(config)
+        return len(snapshot.values.get("messages", [])) if snapshot and snapshot.values else 0
+
+    async def _result(self, config: dict[str, Any], run_id: str, thread: str, before: int,
+                      recorder: TraceRecorder, path: Path | None) -> RunResult[T]:
+        snapshot = await self._graph.aget_state(config)
+        state = snapshot.values
+        pending = None
+        for task in snapshot.tasks or ():
+            for intr in getattr(task, "interrupts", ()) or ():
+                pending = intr.value
+        messages = list(state.get("messages", []))
+        usage = state.get("usage") or Usage()
+        status = state.get("status", "running")
+        if pending is not None:
+            status = "awaiting_approval"
+        output: Any = None
+        if status == "completed":
+            # The state keeps the answer as text (checkpointers need not know the output
+            # type); it validated in the loop, so validating again cannot fail.
+            text = state.get("output") or ""
+            output = self._output.validate(text) if self._output else text
+        return RunResult(
+            output=output,
+            status=status,
+            messages=messages,
+            new_messages=messages[before:],
+            usage=usage,
+            cost_usd=estimate_cost(self.model.name, usage, self.prices),
+            steps=state.get("steps", 0),
+            tool_calls=state.get("tool_calls", 0),
+            step_usage=list(state.get("step_usage", [])),
+            artifacts=list(state.get("artifacts", [])),
+            trace=Trace(list(recorder.records), path),
+            run_id=run_id,
+            thread_id=thread,
+            error=state.get("error"),
+            trace_path=path,
+            output_errors=list(state.get("output_errors") or []),
+            interrupt=pending,
+        )
+
+
+def _raise_for_status(result: RunResult[Any]) -> None:
+    status = result.status
+    if status in ("completed", "awaiting_approval"):
+        return
+    if status == "invalid_output":
+        raise OutputValidationError(result.error or "the final answer did not validate", result)
+    if status == "model_error":
+        raise AgentModelError(result.error or "the model call failed", result)
+    raise RunLimitExceeded(result.error or f"the run stopped: {status}", result)
+
+
+def _system_dict(s: SystemConfig) -> dict[str, Any]:
+    return {"identity": s.identity, "knowledge_cutoff": s.knowledge_cutoff, "current_date": s.current_date,
+            "reasoning": s.reasoning, "builtin_tools": [ns.model_dump() for ns in s.builtin_tools]}
+
+
+def _developer_dict(d: DeveloperConfig) -> dict[str, Any]:
+    fmt = d.response_format
+    return {"instructions": d.instructions, "tools": [ns.model_dump() for ns in d.tools],
+            "response_format": {"name": fmt.name, "schema": fmt.schema, "description": fmt.description} if fmt else None}
+
+
+class ChatSession:
+    """A multi-turn conversation with an agent: each `send` is a run on the same thread."""
+
+    def __init__(self, agent: Agent[Any], *, reasoning: ReasoningLevel | str | None = None,
+                 trace_path: str | Path | None = None) -> None:
+        self.agent = agent
+        self.reasoning: ReasoningLevel = parse_reasoning(reasoning) if reasoning else agent.reasoning
+        self.thread_id = uuid.uuid4().hex[:12]
+        self.recorder = TraceRecorder(path=Path(trace_path) if trace_path else None, redactor=agent.redactor)
+        self.usage = Usage()
+        self.turns = 0
+        if agent.checkpointer is None:
+            raise ValueError("a chat session needs a checkpointer to keep the conversation; use the default")
+
+    def set_reasoning(self, level: str) -> None:
+        self.reasoning = parse_reasoning(level)
+
+    async def asend_events(self, text: str) -> AsyncIterator[AgentEvent]:
+        async for event in self.agent._run_events(text, thread_id=self.thread_id, reasoning=self.reasoning,
+                                                   stream=True, recorder=self.recorder):
+            if isinstance(event, RunDone):
+                self.usage = self.usage + event.result.usage
+                self.turns += 1
+            yield event
+
+    async def asend(self, text: str) -> RunResult[Any]:
+        result = None
+        async for event in self.asend_events(text):
+            if isinstance(event, RunDone):
+                result = event.result
+        assert result is not None
+        return result
+
+    def send(self, text: str) -> RunResult[Any]:
+        return run_sync(self.asend(text))  # type: ignore[no-any-return]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the conversation's trace so far to `path` (JSON Lines)."""
+        import json
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.recorder.records), encoding="utf-8")
+        return p
+

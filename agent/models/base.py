@@ -1,0 +1,167 @@
+"""The model protocol every backend implements, and the types that cross it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from agent.harmony.messages import Message
+from agent.harmony.parser import ParseEvent
+from agent.harmony.prompt import DeveloperConfig, ReasoningLevel, SystemConfig
+
+__all__ = [
+    "Model",
+    "ModelAuthError",
+    "ModelConnectionError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelSettings",
+    "ModelTimeoutError",
+    "ResponseDone",
+    "StreamEvent",
+    "Usage",
+    "run_sync",
+]
+
+
+class ModelError(RuntimeError):
+    """A model call failed; the message says what to check."""
+
+
+class ModelConnectionError(ModelError):
+    """The server could not be reached (wrong URL, server down)."""
+
+
+class ModelAuthError(ModelError):
+    """The server refused the API key."""
+
+
+class ModelNotFoundError(ModelError):
+    """The server does not serve the model asked for."""
+
+
+class ModelTimeoutError(ModelError):
+    """The server did not answer in time."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Sampling and request settings. gpt-oss's recommended sampling is the default."""
+
+    max_tokens: int = 4096
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    timeout: float = 120.0
+    max_retries: int = 3
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One step's request: the rendered-ready conversation and how to sample."""
+
+    system: SystemConfig
+    developer: DeveloperConfig
+    messages: tuple[Message, ...]
+    settings: ModelSettings = field(default_factory=ModelSettings)
+
+    @property
+    def reasoning(self) -> ReasoningLevel:
+        return self.system.reasoning
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """What one model call produced: parsed messages, usage, and the raw completion."""
+
+    messages: tuple[Message, ...]
+    usage: Usage
+    raw: str
+    token_ids: tuple[int, ...] | None = None
+    finish_reason: str | None = None
+    model: str = ""
+    latency_s: float = 0.0
+    # The rendered prompt's identity, for traces: its sha256 and length in tokens.
+    prompt_sha256: str = ""
+    prompt_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """The last event of a stream, carrying the whole response."""
+
+    response: ModelResponse
+
+
+StreamEvent = ParseEvent | ResponseDone
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A gpt-oss backend. `complete` returns the parsed turn; `stream` yields it as it comes."""
+
+    name: str
+
+    async def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine from sync code; refuses clearly inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError(
+        "called a sync method inside a running event loop; await the async variant instead"
+    )
+
+
+def iterate_sync(agen: AsyncIterator[Any]) -> Iterator[Any]:
+    """Drive an async iterator from sync code on a private event loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                break
+    finally:
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            loop.run_until_complete(aclose())
+        loop.close()

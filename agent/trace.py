@@ -1,0 +1,447 @@
+"""Traces: every model call and tool call of a run, as JSON Lines, and replay from them.
+
+A trace starts with a `run` header (schema version, model, reasoning effort, date, the
+tools offered), then one record per model call and per tool call, then `run_end`.
+Secrets are redacted before anything is written. `ReplayModel` answers from a trace
+(strict mode names the first step whose request differs); `ReplayToolRegistry` answers
+tool calls from it, so a replay needs no network, Docker or database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.harmony.messages import Message
+from agent.harmony.parser import HeaderDone, MessageDone
+from agent.harmony.prompt import DeveloperConfig, SystemConfig
+from agent.models.base import ModelRequest, ModelResponse, ResponseDone, StreamEvent, Usage
+from tools.base import ToolContext, ToolOutput
+from tools.registry import ToolCall, ToolCallResult, ToolRegistry
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ReplayDivergence",
+    "ReplayModel",
+    "ReplayToolRegistry",
+    "Trace",
+    "TraceError",
+    "TraceRecorder",
+    "Redactor",
+    "request_fingerprint",
+]
+
+SCHEMA_VERSION = 1
+# Versions this code reads. A trace from a newer writer is refused with its version named.
+READABLE_VERSIONS = {1}
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read (wrong version, damaged line)."""
+
+
+class ReplayDivergence(RuntimeError):
+    """A strict replay's request differs from the recorded one."""
+
+    def __init__(self, step: int, what: str) -> None:
+        self.step = step
+        self.what = what
+        super().__init__(f"step {step}: {what}")
+
+
+# -- redaction ----------------------------------------------------------------------
+
+_SECRET_PATTERNS = [
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._\-~+/=]{8,}"),
+    re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
+]
+_SECRET_KEYS = re.compile(r"(?i)(api[_-]?key|authorization|password|secret|token)$")
+
+
+@dataclass
+class Redactor:
+    """Removes API keys, `Authorization` headers and any configured secret strings."""
+
+    secrets: Sequence[str] = ()
+    mask: str = "[REDACTED]"
+
+    def text(self, value: str) -> str:
+        for s in self.secrets:
+            if s and len(s) >= 4:
+                value = value.replace(s, self.mask)
+        for pat in _SECRET_PATTERNS:
+            value = pat.sub(self.mask, value)
+        return value
+
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, dict):
+            return {
+                k: (self.mask if isinstance(k, str) and _SECRET_KEYS.search(k) and v and k != "max_tokens"
+                    else self(v))
+                for k, v in obj.items()
+            }
+        if isinstance(obj, list | tuple):
+            return [self(v) for v in obj]
+        return obj
+
+
+# -- request fingerprints -----------------------------------------------------------
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def message_key(m: Message) -> str:
+    return _sha(json.dumps(m.to_dict() | {"stop": None}, sort_keys=True, ensure_ascii=False))
+
+
+def request_fingerprint(system: SystemConfig, developer: DeveloperConfig) -> dict[str, Any]:
+    """What identifies a request's fixed part. The date is left out: replays run on other days."""
+    tools = {}
+    for ns in (*system.builtin_tools, *developer.tools):
+        for t in ns.tools:
+            tools[f"{ns.name}.{t.name}"] = _sha(json.dumps(t.parameters, sort_keys=True))
+    return {
+        "identity": system.identity,
+        "reasoning": system.reasoning,
+        "builtin": sorted(ns.name for ns in system.builtin_tools),
+        "instructions": developer.instructions or "",
+        "tools": tools,
+        "response_format": (
+            {"name": developer.response_format.name,
+             "schema": _sha(json.dumps(developer.response_format.schema, sort_keys=True))}
+            if developer.response_format else None
+        ),
+    }
+
+
+def _describe_difference(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+    if recorded["reasoning"] != current["reasoning"]:
+        return f"system message: reasoning effort {recorded['reasoning']} → {current['reasoning']}"
+    if recorded["identity"] != current["identity"]:
+        return "system message: model identity changed"
+    if recorded["builtin"] != current["builtin"]:
+        return f"system message: built-in tools {recorded['builtin']} → {current['builtin']}"
+    if recorded["instructions"] != current["instructions"]:
+        return "developer message: instructions changed"
+    rt, ct = recorded["tools"], current["tools"]
+    for name in ct:
+        if name not in rt:
+            return f"developer message: tool `{name}` added"
+    for name in rt:
+        if name not in ct:
+            return f"developer message: tool `{name}` removed"
+    for name in rt:
+        if rt[name] != ct[name]:
+            return f"developer message: parameters of tool `{name}` changed"
+    if recorded["response_format"] != current["response_format"]:
+        return "developer message: response format changed"
+    return None
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+@dataclass
+class TraceRecorder:
+    """Collects a run's records in memory and, given a path, appends them as JSON Lines."""
+
+    path: Path | None = None
+    redactor: Redactor = field(default_factory=Redactor)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _seen_messages: int = 0
+    _model_steps: int = 0
+
+    def _write(self, record: dict[str, Any]) -> None:
+        record = self.redactor(record)
+        self.records.append(record)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def start(self, *, run_id: str, model: str, system: SystemConfig, developer: DeveloperConfig,
+              tools: Iterable[str], extra: dict[str, Any] | None = None) -> None:
+        from agent import __version__
+
+        self._write({
+            "type": "run",
+            "schema_version": SCHEMA_VERSION,
+            "harmonygraph": __version__,
+            "run_id": run_id,
+            "model": model,
+            "reasoning": system.reasoning,
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "current_date": system.current_date,
+            "tools": sorted(tools),
+            "request": request_fingerprint(system, developer),
+            **(extra or {}),
+        })
+
+    def model_call(self, step: int, request: ModelRequest, response: ModelResponse) -> None:
+        new = request.messages[self._seen_messages :]
+        self._seen_messages = len(request.messages) + len(response.messages)
+        self._model_steps += 1
+        s = request.settings
+        self._write({
+            "type": "model_call",
+            "step": step,
+            "request": request_fingerprint(request.system, request.developer),
+            "message_keys": [message_key(m) for m in request.messages],
+            "new_messages": [m.to_dict() for m in new],
+            "params": {"max_tokens": s.max_tokens, "temperature": s.temperature, "top_p": s.top_p,
+                       "seed": s.seed, **s.extra_body},
+            "prompt_sha256": response.prompt_sha256,
+            "prompt_tokens": response.prompt_tokens,
+            "raw": response.raw,
+            "messages": [m.to_dict() for m in response.messages],
+            "usage": response.usage.to_dict(),
+            "finish_reason": response.finish_reason,
+            "model": response.model,
+            "latency_s": round(response.latency_s, 6),
+        })
+
+    def tool_call(self, step: int, result: ToolCallResult) -> None:
+        self._seen_messages += 1  # the tool's answer joins the conversation
+        self._write({
+            "type": "tool_call",
+            "step": step,
+            "recipient": result.recipient,
+            "requested": result.call.recipient,
+            "arguments": result.call.arguments,
+            "status": result.status,
+            "result": result.output.text,
+            "is_error": result.output.is_error,
+            "truncated": result.truncated,
+            "artifacts": [a.to_dict() for a in result.output.artifacts],
+            "metadata": _jsonable(result.output.metadata),
+            "duration_s": round(result.duration_s, 6),
+        })
+
+    def end(self, *, status: str, output: Any, usage: Usage, error: str | None = None,
+            cost_usd: float | None = None) -> None:
+        self._write({
+            "type": "run_end",
+            "status": status,
+            "output": _jsonable(output),
+            "usage": usage.to_dict(),
+            "cost_usd": cost_usd,
+            "error": error,
+        })
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        if hasattr(value, "model_dump"):
+            return value.model_dump(mode="json")
+        return json.loads(json.dumps(value, default=str))
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@dataclass
+class Trace:
+    records: list[dict[str, Any]]
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        p = Path(path)
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise TraceError(f"cannot read trace {p}: {exc.strerror}") from None
+        records = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise TraceError(f"{p}:{n}: not JSON ({exc.msg})") from None
+        trace = cls(records, p)
+        trace.check()
+        return trace
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]]) -> Trace:
+        trace = cls(list(records))
+        trace.check()
+        return trace
+
+    def check(self) -> None:
+        if not self.records or self.records[0].get("type") != "run":
+            raise TraceError(f"{self.path or 'trace'}: does not start with a `run` header; not a harmonygraph trace")
+        version = self.records[0].get("schema_version")
+        if version not in READABLE_VERSIONS:
+            raise TraceError(
+                f"{self.path or 'trace'}: trace schema version {version} (written by harmonygraph "
+                f"{self.records[0].get('harmonygraph', '?')}); this harmonygraph reads version(s) "
+                f"{sorted(READABLE_VERSIONS)}: re-record it or use a matching harmonygraph"
+            )
+
+    @property
+    def header(self) -> dict[str, Any]:
+        return self.records[0]
+
+    @property
+    def model_calls(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("type") == "model_call"]
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("type") == "tool_call"]
+
+    @property
+    def end(self) -> dict[str, Any] | None:
+        ends = [r for r in self.records if r.get("type") == "run_end"]
+        return ends[-1] if ends else None
+
+    def recorded_messages(self) -> dict[str, Message]:
+        """Every message the trace shows, by key, to explain what changed in a replay."""
+        out: dict[str, Message] = {}
+        for r in self.model_calls:
+            for d in (*r.get("new_messages", ()), *r.get("messages", ())):
+                m = Message.from_dict(d)
+                out[message_key(m)] = m
+        return out
+
+
+class ReplayModel:
+    """Answers model calls from a trace, in order.
+
+    `strict=True` checks each request against the recorded one and raises
+    `ReplayDivergence` naming the step and what changed; `strict=False` only follows
+    the recorded order.
+    """
+
+    def __init__(self, trace: Trace | str | Path, *, strict: bool = True) -> None:
+        self.trace = trace if isinstance(trace, Trace) else Trace.load(trace)
+        self.strict = strict
+        self.name = str(self.trace.header.get("model", "replay"))
+        self._calls = self.trace.model_calls
+        self._next = 0
+        self._known = self.trace.recorded_messages() if strict else {}
+
+    @property
+    def remaining(self) -> int:
+        return len(self._calls) - self._next
+
+    def _take(self, request: ModelRequest) -> ModelResponse:
+        step = self._next + 1
+        if self._next >= len(self._calls):
+            raise ReplayDivergence(step, f"the run asked for model call {step}, but the trace has only {len(self._calls)}")
+        rec = self._calls[self._next]
+        if self.strict:
+            self._check(step, rec, request)
+        self._next += 1
+        usage = rec.get("usage", {})
+        return ModelResponse(
+            messages=tuple(Message.from_dict(d) for d in rec["messages"]),
+            usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("cached_tokens", 0)),
+            raw=rec.get("raw", ""),
+            finish_reason=rec.get("finish_reason"),
+            model=rec.get("model", self.name),
+            latency_s=0.0,
+            prompt_sha256=rec.get("prompt_sha256", ""),
+            prompt_tokens=rec.get("prompt_tokens", 0),
+        )
+
+    def _check(self, step: int, rec: dict[str, Any], request: ModelRequest) -> None:
+        current = request_fingerprint(request.system, request.developer)
+        diff = _describe_difference(rec["request"], current)
+        if diff:
+            raise ReplayDivergence(step, diff)
+        recorded_keys = rec.get("message_keys", [])
+        keys = [message_key(m) for m in request.messages]
+        for i, (a, b) in enumerate(zip(recorded_keys, keys, strict=False)):
+            if a != b:
+                now = request.messages[i]
+                was = self._known.get(a)
+                what = f"message {i + 1} ({_label(now)}) differs"
+                if was is not None:
+                    what += f": recorded {_short(was.content)!r}, now {_short(now.content)!r}"
+                raise ReplayDivergence(step, what)
+        if len(keys) != len(recorded_keys):
+            raise ReplayDivergence(
+                step, f"the conversation has {len(keys)} messages; the recording had {len(recorded_keys)}"
+            )
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        return self._take(request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        response = self._take(request)
+        for i, m in enumerate(response.messages):
+            yield HeaderDone(i, m.role, m.channel, m.recipient, m.content_type)
+            yield MessageDone(i, m)
+        yield ResponseDone(response)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _label(m: Message) -> str:
+    if m.role.value == "tool":
+        return f"tool {m.name}"
+    if m.is_tool_call:
+        return f"call to {m.recipient}"
+    return f"{m.role.value}{'/' + m.channel if m.channel else ''}"
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+class ReplayToolRegistry(ToolRegistry):
+    """Tool results from a trace, matched in order, so a replay runs no real tool."""
+
+    def __init__(self, trace: Trace, registry: ToolRegistry | None = None, *, strict: bool = True) -> None:
+        super().__init__(registry.toolsets if registry else [])
+        self._calls = trace.tool_calls
+        self._next = 0
+        self.strict = strict
+        self._offered = trace.header.get("tools", [])
+
+    def recipients(self) -> list[str]:
+        return list(self._offered) if not self.toolsets else super().recipients()
+
+    async def start(self, ctx: ToolContext) -> None:
+        return None  # nothing real runs in a replay
+
+    async def close(self, ctx: ToolContext) -> None:
+        return None
+
+    async def call(self, call: ToolCall, ctx: ToolContext) -> ToolCallResult:
+        started = time.perf_counter()
+        index = self._next + 1
+        if self._next >= len(self._calls):
+            raise ReplayDivergence(index, f"tool call {index} ({call.recipient}) is not in the trace")
+        rec = self._calls[self._next]
+        if self.strict and (rec["requested"] != call.recipient or rec["arguments"] != call.arguments):
+            raise ReplayDivergence(
+                index,
+                f"tool call {index}: recorded {rec['requested']}({_short(rec['arguments'])}), "
+                f"now {call.recipient}({_short(call.arguments)})",
+            )
+        self._next += 1
+        output = ToolOutput(text=rec["result"], is_error=rec.get("is_error", False),
+                            metadata=rec.get("metadata") or {})
+        return ToolCallResult(call, rec["recipient"], output, rec["status"], time.perf_counter() - started,
+                              rec.get("truncated", False))

@@ -1,0 +1,350 @@
+"""The agent loop as a LangGraph `StateGraph`.
+
+    START → model ─┬─ tool call ──────────→ tools ─→ model
+                   ├─ final message ──────→ validate ─┬─ valid ─→ END
+                   │                                  └─ invalid (retries left) ─→ model
+                   ├─ preamble / reasoning → model (the turn goes on)
+                   └─ a limit reached ────→ END
+
+The state holds only data (messages, counters, usage), so any LangGraph checkpointer
+can save and resume a run by thread id. What cannot be checkpointed (the model client,
+the tools, the trace recorder) travels in the run's config as a `LoopRuntime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypedDict
+
+import jsonschema
+import pydantic
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+
+from agent.events import (
+    CommentaryDelta,
+    FinalDelta,
+    ReasoningDelta,
+    StepDone,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from agent.harmony.messages import Message
+from agent.harmony.parser import ContentDelta
+from agent.harmony.prompt import DeveloperConfig, SystemConfig
+from agent.models.base import Model, ModelError, ModelRequest, ModelResponse, ModelSettings, ResponseDone, Usage
+from agent.trace import TraceRecorder
+from tools.base import ToolContext, ToolOutput
+from tools.registry import ToolCall, ToolCallResult, ToolRegistry
+
+__all__ = [
+    "LoopRuntime",
+    "LoopState",
+    "OutputSpec",
+    "OutputInvalid",
+    "RunLimits",
+    "build_agent_graph",
+]
+
+RunStatus = Literal[
+    "running",
+    "completed",
+    "invalid_output",
+    "max_steps",
+    "max_tool_calls",
+    "max_tokens",
+    "timeout",
+    "repeated_tool_call",
+    "model_error",
+]
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Bounds on a run; each ends it with its own status when reached."""
+
+    max_steps: int = 25
+    max_tool_calls: int = 40
+    max_tokens: int = 500_000
+    max_wall_s: float = 600.0
+    # The same call (recipient and arguments) this many times in a row stops the run.
+    max_repeated_calls: int = 3
+    output_retries: int = 2
+
+
+class OutputInvalid(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
+
+
+class OutputSpec:
+    """The run's output type: a pydantic model, any type pydantic can validate, or a JSON Schema."""
+
+    def __init__(self, output_type: Any) -> None:
+        self.output_type = output_type
+        self._validator: jsonschema.protocols.Validator | None = None
+        self._adapter: pydantic.TypeAdapter[Any] | None = None
+        if isinstance(output_type, dict):
+            cls = jsonschema.validators.validator_for(output_type, jsonschema.Draft202012Validator)
+            cls.check_schema(output_type)
+            self._validator = cls(output_type)
+        else:
+            self._adapter = pydantic.TypeAdapter(output_type)
+
+    def validate(self, text: str) -> Any:
+        m = _FENCE.match(text)
+        body = m.group(1) if m else text.strip()
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise OutputInvalid([f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]) from None
+        if self._validator is not None:
+            errors = [
+                (f"`{'.'.join(map(str, e.path))}`: " if e.path else "") + e.message
+                for e in sorted(self._validator.iter_errors(data), key=lambda e: list(e.path))
+            ]
+            if errors:
+                raise OutputInvalid(errors[:8])
+            return data
+        assert self._adapter is not None
+        try:
+            return self._adapter.validate_python(data)
+        except pydantic.ValidationError as exc:
+            raise OutputInvalid([
+                f"`{'.'.join(map(str, e['loc'])) or '(root)'}`: {e['msg']}" for e in exc.errors(include_url=False)
+            ][:8]) from None
+
+
+def _append(left: list[Any], right: list[Any]) -> list[Any]:
+    return left + right
+
+
+class LoopState(TypedDict, total=False):
+    messages: Annotated[list[Message], _append]
+    steps: int
+    tool_calls: int
+    usage: Usage
+    step_usage: Annotated[list[dict[str, Any]], _append]
+    artifacts: Annotated[list[dict[str, Any]], _append]
+    output_retries: int
+    output_errors: list[str]
+    status: RunStatus
+    output: Any
+    error: str | None
+    repeat_key: str | None
+    repeat_count: int
+    started_at: float
+
+
+@dataclass
+class LoopRuntime:
+    """What a run needs that is not state: clients, tools, recorder, settings."""
+
+    model: Model
+    registry: ToolRegistry
+    system: SystemConfig
+    developer: DeveloperConfig
+    settings: ModelSettings
+    limits: RunLimits
+    recorder: TraceRecorder
+    ctx: ToolContext
+    output: OutputSpec | None = None
+    stream_model: bool = False
+    on_model_response: Callable[[ModelResponse], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _runtime(config: RunnableConfig) -> LoopRuntime:
+    rt = config.get("configurable", {}).get("hg_runtime")
+    if not isinstance(rt, LoopRuntime):
+        raise RuntimeError("the agent graph needs a LoopRuntime in config['configurable']['hg_runtime']")
+    return rt
+
+
+def _limit_reached(state: LoopState, rt: LoopRuntime) -> tuple[RunStatus, str] | None:
+    lim = rt.limits
+    if state.get("steps", 0) >= lim.max_steps:
+        return "max_steps", f"the run reached its limit of {lim.max_steps} model steps"
+    used = state.get("usage") or Usage()
+    if used.total_tokens >= lim.max_tokens:
+        return "max_tokens", f"the run used {used.total_tokens} tokens, over its limit of {lim.max_tokens}"
+    if time.monotonic() - state.get("started_at", time.monotonic()) >= lim.max_wall_s:
+        return "timeout", f"the run took longer than its limit of {lim.max_wall_s:g} s"
+    return None
+
+
+async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
+    rt = _runtime(config)
+    limit = _limit_reached(state, rt)
+    if limit:
+        return {"status": limit[0], "error": limit[1]}
+    step = state.get("steps", 0) + 1
+    request = ModelRequest(rt.system, rt.developer, tuple(state.get("messages", ())), rt.settings)
+    remaining = rt.limits.max_wall_s - (time.monotonic() - state.get("started_at", time.monotonic()))
+    try:
+        if rt.stream_model:
+            response = await asyncio.wait_for(_stream_model(rt, request, step), timeout=max(remaining, 0.001))
+        else:
+            response = await asyncio.wait_for(rt.model.complete(request), timeout=max(remaining, 0.001))
+    except TimeoutError:
+        return {"status": "timeout", "error": f"the model did not answer within the run's {rt.limits.max_wall_s:g} s"}
+    except ModelError as exc:
+        return {"status": "model_error", "error": str(exc)}
+    rt.recorder.model_call(step, request, response)
+    if rt.on_model_response:
+        rt.on_model_response(response)
+    usage = (state.get("usage") or Usage()) + response.usage
+    get_stream_writer()(StepDone(step, response.usage.input_tokens, response.usage.output_tokens, response.latency_s))
+    return {
+        "messages": list(response.messages),
+        "steps": step,
+        "usage": usage,
+        "step_usage": [{"step": step, **response.usage.to_dict(), "latency_s": round(response.latency_s, 6)}],
+    }
+
+
+async def _stream_model(rt: LoopRuntime, request: ModelRequest, step: int) -> ModelResponse:
+    writer = get_stream_writer()
+    response: ModelResponse | None = None
+    async for event in rt.model.stream(request):
+        if isinstance(event, ContentDelta) and event.recipient is None:
+            if event.channel == "analysis":
+                writer(ReasoningDelta(step, event.delta))
+            elif event.channel == "commentary":
+                writer(CommentaryDelta(step, event.delta))
+            elif event.channel in ("final", None):
+                writer(FinalDelta(step, event.delta))
+        elif isinstance(event, ResponseDone):
+            response = event.response
+    if response is None:
+        raise ModelError(f"{rt.model.name}: the stream ended without a response")
+    return response
+
+
+def route_after_model(state: LoopState) -> str:
+    if state.get("status", "running") != "running":
+        return END
+    messages = state.get("messages", [])
+    last = messages[-1] if messages else None
+    if last is None:
+        return "model"
+    if last.is_tool_call:
+        return "tools"
+    if last.is_final or (last.role.value == "assistant" and last.channel is None and last.stop in ("end", "return")):
+        return "validate"
+    return "model"  # reasoning or a preamble: the turn is not over
+
+
+def _call_key(message: Message) -> str:
+    try:
+        args = json.dumps(json.loads(message.content), sort_keys=True)
+    except (json.JSONDecodeError, TypeError):
+        args = message.content.strip()
+    return f"{message.recipient}\x00{args}"
+
+
+async def tools_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
+    rt = _runtime(config)
+    call_msg = state["messages"][-1]
+    assert call_msg.recipient is not None
+    step = state.get("steps", 0)
+    if state.get("tool_calls", 0) >= rt.limits.max_tool_calls:
+        return {"status": "max_tool_calls", "error": f"the run reached its limit of {rt.limits.max_tool_calls} tool calls"}
+    key = _call_key(call_msg)
+    repeat = state.get("repeat_count", 0) + 1 if key == state.get("repeat_key") else 1
+    if repeat >= rt.limits.max_repeated_calls:
+        return {
+            "status": "repeated_tool_call",
+            "error": f"the model called {call_msg.recipient} with the same arguments {repeat} times in a row",
+        }
+    call = ToolCall(call_msg.recipient, call_msg.content, call_msg.channel, call_msg.content_type)
+    writer = get_stream_writer()
+    result: ToolCallResult
+    if rt.registry.needs_approval(call.recipient):
+        # Interrupt first: on resume the node runs again from the top, so nothing
+        # before this line may have side effects.
+        decision = interrupt({"recipient": call.recipient, "arguments": call.arguments})
+        approved = decision is True or (isinstance(decision, dict) and decision.get("approved") is True)
+        if not approved:
+            reason = decision.get("reason", "") if isinstance(decision, dict) else ""
+            text = f"error: the user did not approve this call to `{call.recipient}`" + (f": {reason}" if reason else "")
+            result = ToolCallResult(call, call.recipient, ToolOutput.error(text), "denied", 0.0)
+            return _tool_update(rt, state, step, result, key, repeat, writer)
+    writer(ToolCallEvent(step, call.recipient, call.arguments))
+    result = await rt.registry.call(call, rt.ctx)
+    return _tool_update(rt, state, step, result, key, repeat, writer)
+
+
+def _tool_update(
+    rt: LoopRuntime, state: LoopState, step: int, result: ToolCallResult, key: str, repeat: int,
+    writer: Callable[[Any], None],
+) -> dict[str, Any]:
+    rt.recorder.tool_call(step, result)
+    artifacts = [a.to_dict() for a in result.output.artifacts]
+    writer(ToolResultEvent(step, result.recipient, result.status, result.output.text, result.duration_s,
+                           tuple(artifacts)))
+    # The answer is authored by the recipient the model used, so the conversation reads
+    # as the model expects: its call, then that tool's answer.
+    message = Message.tool_result(result.call.recipient, result.output.text)
+    return {
+        "messages": [message],
+        "tool_calls": state.get("tool_calls", 0) + 1,
+        "artifacts": artifacts,
+        "repeat_key": key,
+        "repeat_count": repeat,
+    }
+
+
+def validate_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
+    rt = _runtime(config)
+    final = state["messages"][-1]
+    if rt.output is None:
+        return {"status": "completed", "output": final.content}
+    try:
+        rt.output.validate(final.content)
+    except OutputInvalid as exc:
+        retries = state.get("output_retries", 0) + 1
+        if retries > rt.limits.output_retries:
+            return {"status": "invalid_output", "output_errors": exc.errors,
+                    "error": f"the final answer did not validate after {retries} attempts: {exc}"}
+        fmt = rt.developer.response_format
+        name = f" `{fmt.name}`" if fmt else ""
+        feedback = Message.user(
+            f"Your answer does not match the response format{name}: "
+            + "; ".join(exc.errors)
+            + ". Reply with only the corrected JSON object."
+        )
+        return {"messages": [feedback], "output_retries": retries, "output_errors": exc.errors}
+    return {"status": "completed", "output": final.content}
+
+
+def route_after_validate(state: LoopState) -> str:
+    return END if state.get("status", "running") != "running" else "model"
+
+
+route_after_tools = route_after_validate
+
+
+def build_agent_graph() -> StateGraph:
+    """The loop's graph, uncompiled: compile it with the checkpointer of your choice."""
+    graph = StateGraph(LoopState)
+    graph.add_node("model", model_node)
+    graph.add_node("tools", tools_node)
+    graph.add_node("validate", validate_node)
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", route_after_model, ["tools", "validate", "model", END])
+    graph.add_conditional_edges("tools", route_after_tools, ["model", END])
+    graph.add_conditional_edges("validate", route_after_validate, ["model", END])
+    return graph
