@@ -241,19 +241,23 @@ class Agent(Generic[T]):
         """A multi-turn conversation on its own thread."""
         return ChatSession(self, reasoning=reasoning, trace_path=trace_path)
 
-    def replay(self, trace: Trace | str | Path, *, strict: bool = True) -> RunResult[T]:
+    def replay(self, trace: Trace | str | Path, *, strict: bool = True,
+               input: str | Sequence[Message] | None = None) -> RunResult[T]:
         """Re-run a recorded run with this agent's configuration, model and tools replayed."""
-        return run_sync(self.areplay(trace, strict=strict))  # type: ignore[no-any-return]
+        return run_sync(self.areplay(trace, strict=strict, input=input))  # type: ignore[no-any-return]
 
-    async def areplay(self, trace: Trace | str | Path, *, strict: bool = True) -> RunResult[T]:
+    async def areplay(self, trace: Trace | str | Path, *, strict: bool = True,
+                      input: str | Sequence[Message] | None = None) -> RunResult[T]:
+        """`replay` for async code. Without `input`, the recorded input is used."""
         tr = trace if isinstance(trace, Trace) else Trace.load(trace)
         clone = self._with(model=ReplayModel(tr, strict=strict),
                            registry=ReplayToolRegistry(tr, self.registry, strict=strict))
-        first = tr.model_calls[0] if tr.model_calls else None
-        inputs = [Message.from_dict(d) for d in (first or {}).get("new_messages", [])]
-        reasoning = tr.header.get("reasoning")
+        if input is None:
+            first = tr.model_calls[0] if tr.model_calls else None
+            input = [Message.from_dict(d) for d in (first or {}).get("new_messages", [])]
+        # The recorded date, so that a replay on another day renders the same prompt.
         clone.current_date = tr.header.get("current_date") or clone.current_date
-        return await clone.arun(inputs, reasoning=reasoning)
+        return await clone.arun(input, reasoning=tr.header.get("reasoning"))
 
     def _with(self, *, model: Model, registry: ToolRegistry) -> Agent[T]:
         clone: Agent[T] = object.__new__(Agent)

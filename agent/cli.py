@@ -2,29 +2,309 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
 
 app = typer.Typer(
     name="harmonygraph",
     help="Drive gpt-oss through harmony tool calls with LangGraph.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL (env HARMONYGRAPH_BASE_URL)")]
+ModelName = Annotated[str | None, typer.Option("--model", help="model name (env HARMONYGRAPH_MODEL)")]
+Api = Annotated[str | None, typer.Option("--api", help="completions (harmony rendered here) or chat")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """One line on stderr and an exit code: how every command reports a user error."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+# -- run --------------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_task(
+    task_file: Annotated[Path, typer.Argument(help="the task file (YAML)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for result.json and trace.jsonl")] = Path("out/run"),
+    base_url: BaseUrl = None,
+    model: ModelName = None,
+    api: Api = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    show_reasoning: Annotated[bool, typer.Option("--show-reasoning")] = False,
+) -> None:
+    """Run the agent a task file describes; write its result and trace to --out."""
+    from agent.agent import AgentRunError
+    from agent.events import FinalDelta, ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
+    from agent.models.base import iterate_sync
+    from agent.task import TaskError, agent_for_task, load_task
+
+    try:
+        spec = load_task(task_file)
+        out.mkdir(parents=True, exist_ok=True)
+        trace_path = out / "trace.jsonl"
+        trace_path.unlink(missing_ok=True)
+        agent = agent_for_task(spec, base_url=base_url, model=model, api=api, artifacts_dir=out / "artifacts")
+    except (TaskError, ValueError, ImportError, OSError) as exc:
+        raise fail(str(exc)) from None
+
+    result = None
+    error: AgentRunError | None = None
+    try:
+        with console.status(f"running {spec.name}…", spinner="dots") if not as_json else _null():
+            for event in iterate_sync(agent.astream(spec.input, trace_path=trace_path)):
+                if as_json:
+                    continue
+                if isinstance(event, ToolCallEvent):
+                    console.print(f"[cyan]→ {event.recipient}[/] {event.arguments[:200]}")
+                elif isinstance(event, ToolResultEvent):
+                    colour = "green" if event.status == "ok" else "yellow"
+                    console.print(f"[{colour}]← {event.recipient} {event.status}[/] ({event.duration_s * 1000:.0f} ms)")
+                elif isinstance(event, ReasoningDelta) and show_reasoning:
+                    console.print(f"[dim]{event.text}[/]", end="")
+                elif isinstance(event, FinalDelta):
+                    pass
+                elif isinstance(event, RunDone):
+                    result = event.result
+    except AgentRunError as exc:
+        error, result = exc, exc.result
+    except Exception as exc:  # a model server that is down, a tool set-up failure
+        raise fail(f"{type(exc).__name__}: {exc}") from None
+    assert result is not None
+    payload = _result_payload(result)
+    (out / "result.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    if as_json:
+        _print_json(payload)
+    else:
+        if result.text:
+            console.print(result.text)
+        console.print(
+            f"[dim]{result.status} · {result.steps} steps · {result.tool_calls} tool calls · "
+            f"{result.usage.input_tokens} in / {result.usage.output_tokens} out tokens"
+            + (f" · ≈ ${result.cost_usd:.4f}" if result.cost_usd is not None else "")
+            + f" · {out}/result.json, {trace_path}[/]"
+        )
+    if error is not None:
+        raise fail(str(error), code=1)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _result_payload(result: Any) -> dict[str, Any]:
+    output = result.output
+    if hasattr(output, "model_dump"):
+        output = output.model_dump(mode="json")
+    return {
+        "status": result.status,
+        "output": output,
+        "text": result.text,
+        "error": result.error,
+        "output_errors": result.output_errors,
+        "steps": result.steps,
+        "tool_calls": result.tool_calls,
+        "usage": result.usage.to_dict(),
+        "cost_usd": result.cost_usd,
+        "step_usage": result.step_usage,
+        "artifacts": result.artifacts,
+        "run_id": result.run_id,
+        "trace": str(result.trace_path) if result.trace_path else None,
+    }
+
+
+# -- chat -------------------------------------------------------------------------------
+
+CHAT_HELP = """commands: /reasoning low|medium|high · /show-reasoning · /save [PATH] · /usage · /help · /quit"""
+
+
+@app.command("chat")
+def chat(
+    base_url: BaseUrl = None,
+    model: ModelName = None,
+    api: Api = None,
+    reasoning: Annotated[str, typer.Option("--reasoning", help="low, medium or high")] = "medium",
+    show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="print the chain of thought")] = False,
+    instructions: Annotated[str | None, typer.Option("--instructions")] = None,
+    tools: Annotated[str, typer.Option("--tools", help="built-in tools, comma-separated: python,browser")] = "",
+) -> None:
+    """Chat with a gpt-oss agent in the terminal, streaming its answers and tool calls."""
+    from agent.agent import Agent, AgentRunError
+    from agent.events import CommentaryDelta, FinalDelta, ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
+    from agent.harmony.prompt import parse_reasoning
+    from agent.models import make_model
+    from agent.models.base import iterate_sync
+
+    try:
+        level = parse_reasoning(reasoning)
+        toolsets: list[Any] = []
+        for name in [t.strip() for t in tools.split(",") if t.strip()]:
+            if name == "python":
+                from tools.python import PythonToolset
+
+                toolsets.append(PythonToolset())
+            elif name == "browser":
+                from tools.browser import BrowserToolset
+
+                toolsets.append(BrowserToolset())
+            else:
+                raise ValueError(f"unknown built-in tool {name!r}: use python or browser")
+        client = make_model(base_url=base_url, model=model, api=api)
+        agent: Agent[Any] = Agent(client, toolsets, instructions=instructions, reasoning=level)
+    except (ValueError, ImportError) as exc:
+        raise fail(str(exc)) from None
+    session = agent.chat()
+    console.print(f"[bold]harmonygraph chat[/] · {client.name} · reasoning {session.reasoning}")
+    console.print(f"[dim]{CHAT_HELP}[/]")
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            cmd, _, arg = text.partition(" ")
+            if cmd in ("/quit", "/exit"):
+                break
+            if cmd == "/help":
+                console.print(CHAT_HELP)
+            elif cmd == "/reasoning":
+                try:
+                    session.set_reasoning(arg or "")
+                    console.print(f"[dim]reasoning effort: {session.reasoning}[/]")
+                except ValueError as exc:
+                    console.print(f"[red]{exc}[/]")
+            elif cmd == "/show-reasoning":
+                show_reasoning = not show_reasoning
+                console.print(f"[dim]show reasoning: {'on' if show_reasoning else 'off'}[/]")
+            elif cmd == "/save":
+                path = session.save(arg.strip() or f"chat-{session.thread_id}.jsonl")
+                console.print(f"[dim]trace saved to {path}[/]")
+            elif cmd == "/usage":
+                u = session.usage
+                console.print(f"[dim]{session.turns} turns · {u.input_tokens} in / {u.output_tokens} out tokens[/]")
+            else:
+                console.print(f"[red]unknown command {cmd}[/] · {CHAT_HELP}")
+            continue
+        console.print("[bold magenta]gpt-oss>[/] ", end="")
+        in_reasoning = False
+        try:
+            for event in iterate_sync(session.asend_events(text)):
+                if isinstance(event, ReasoningDelta):
+                    if show_reasoning:
+                        if not in_reasoning:
+                            console.print("\n[dim italic]thinking: [/]", end="")
+                            in_reasoning = True
+                        console.print(f"[dim]{event.text}[/]", end="")
+                elif isinstance(event, CommentaryDelta | FinalDelta):
+                    if in_reasoning:
+                        console.print("\n", end="")
+                        in_reasoning = False
+                    console.print(event.text, end="", markup=False)
+                elif isinstance(event, ToolCallEvent):
+                    console.print(f"\n[cyan]→ {event.recipient}[/] {event.arguments[:200]}", markup=True)
+                elif isinstance(event, ToolResultEvent):
+                    console.print(f"[green]← {event.recipient} {event.status}[/]")
+                elif isinstance(event, RunDone):
+                    u = event.result.usage
+                    console.print(f"\n[dim]({u.input_tokens} in / {u.output_tokens} out tokens)[/]")
+        except AgentRunError as exc:
+            console.print(f"\n[red]the turn ended early: {exc}[/]")
+        except Exception as exc:  # keep the session alive: a server hiccup is not the end
+            console.print(f"\n[red]{type(exc).__name__}: {exc}[/]")
+
+
+# -- replay -----------------------------------------------------------------------------
+
+
+@app.command("replay")
+def replay(
+    trace_file: Annotated[Path, typer.Argument(help="a trace written by a run (JSON Lines)")],
+    strict: Annotated[bool, typer.Option("--strict/--lenient", help="fail at the first request that differs")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-run a recorded run with the model and the tools replayed; say where it diverges."""
+    from agent.replay import replay_trace
+    from agent.trace import ReplayDivergence, TraceError
+
+    try:
+        report = replay_trace(trace_file, strict=strict)
+    except TraceError as exc:
+        raise fail(str(exc)) from None
+    except ReplayDivergence as exc:
+        if as_json:
+            _print_json({"ok": False, "step": exc.step, "divergence": exc.what})
+        raise fail(f"diverged at {exc}", code=1) from None
+    if as_json:
+        _print_json(report)
+    else:
+        console.print(
+            f"[green]replayed[/] {report['model_calls']} model calls and {report['tool_calls']} tool calls: "
+            f"status {report['status']}, matches the recording"
+        )
+
+
+# -- doctor -----------------------------------------------------------------------------
+
+
+@app.command("doctor")
+def doctor(
+    base_url: BaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check the vocabulary, the model endpoint, Docker and Postgres: one line each."""
+    from agent.doctor import run_checks
+
+    checks = run_checks(base_url=base_url)
+    if as_json:
+        _print_json([c.__dict__ for c in checks])
+    else:
+        for c in checks:
+            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+            console.print(f"{mark} [bold]{c.name}[/]: {c.detail}", soft_wrap=True)
+    if not all(c.ok or not c.required for c in checks):
+        raise typer.Exit(1)
 
 
 def _mount_subcommands() -> None:
     # Each feature owns its sub-command module; they import their heavy dependencies
     # lazily so that `harmonygraph --help` stays fast.
+    from agent.harmony.cli import app as harmony_app
     from sandbox.cli import app as sandbox_app
     from tools.browser.cli import app as browse_app
     from tools.retrieval.cli import db_app, index_app
 
-    app.add_typer(sandbox_app, name="sandbox")
-    app.add_typer(browse_app, name="browse")
-    app.add_typer(db_app, name="db")
-    app.add_typer(index_app, name="index")
+    app.add_typer(harmony_app, name="harmony", help="Render prompts and parse completions in harmony.")
+    app.add_typer(sandbox_app, name="sandbox", help="The sandboxed Python the python tool runs in.")
+    app.add_typer(browse_app, name="browse", help="The browser tool, as the model sees it.")
+    app.add_typer(db_app, name="db", help="The embedded Postgres (pgvector).")
+    app.add_typer(index_app, name="index", help="Index documents and search them.")
 
 
 def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _mount_subcommands()
     app()

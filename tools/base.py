@@ -266,6 +266,7 @@ class SchemaTool(Tool):
             raise ValueError(f"tool {name}: parameters are not a valid JSON Schema: {exc.message}") from None
         self._validator = validator_cls(parameters)
         self.handler = handler
+        self.original_name = name
 
     def validate(self, raw: str) -> dict[str, Any]:
         data = parse_json_arguments(raw)
@@ -414,16 +415,26 @@ def tools_from_schemas(
     functions: Iterable[Mapping[str, Any]],
     handler: Callable[[str, dict[str, Any]], Any],
 ) -> list[SchemaTool]:
-    """Declare tools from OpenAI-style function definitions (`name`, `description`, `parameters`)."""
+    """Declare tools from OpenAI-style function definitions (`name`, `description`, `parameters`).
+
+    Accepts the `{"type": "function", "function": {...}}` wrapping too. Dotted names
+    become identifiers (`math.factorial` → `math_factorial`; the handler still gets the
+    original name) and Python-style types (`dict`, `float`, `tuple`) become JSON Schema's.
+    """
+    from tools.schema import identifier, normalize_schema
+
     out = []
     for fn in functions:
-        name = fn["name"]
-        out.append(
-            SchemaTool(
-                name,
-                fn.get("description", ""),
-                fn.get("parameters") or {"type": "object", "properties": {}},
-                functools.partial(handler, name),
-            )
+        if "function" in fn and isinstance(fn["function"], Mapping):
+            fn = fn["function"]
+        original = str(fn["name"])
+        params = normalize_schema(fn.get("parameters") or {"type": "object", "properties": {}})
+        tool = SchemaTool(
+            identifier(original),
+            fn.get("description", ""),
+            params,
+            functools.partial(handler, original),
         )
+        tool.original_name = original
+        out.append(tool)
     return out

@@ -139,22 +139,25 @@ class ToolRegistry:
             text = f"error: invalid arguments for `{recipient}`: {exc}"
             return self._result(call, recipient, ToolOutput.error(text), "invalid_arguments", started)
         except ToolError as exc:
-            return self._result(call, recipient, ToolOutput.error(f"error: {exc}"), "error", started)
+            return self._result(call, recipient, ToolOutput.error(f"error: {str(exc)[:2000]}"), "error", started)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a tool's bug must not end the run: the model hears of it
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            text = f"error: `{recipient}` raised {type(exc).__name__}: {exc}"
+            text = f"error: `{recipient}` raised {type(exc).__name__}: {str(exc)[:500]}"
             output = ToolOutput.error(text, exception=type(exc).__name__, at=f"{where.filename}:{where.lineno}")
             return self._result(call, recipient, output, "error", started)
-        return self._result(call, recipient, output, "error" if output.is_error else "ok", started)
+        return self._result(call, recipient, output, "error" if output.is_error else "ok", started,
+                            produced=True)
 
     def _result(
-        self, call: ToolCall, recipient: str, output: ToolOutput, status: CallStatus, started: float
+        self, call: ToolCall, recipient: str, output: ToolOutput, status: CallStatus, started: float,
+        *, produced: bool = False,
     ) -> ToolCallResult:
         truncated = False
         limit = self.max_result_chars
-        if len(output.text) > limit:
+        # Only what a tool produced is cut; our own error lines are short already.
+        if produced and len(output.text) > limit:
             dropped = len(output.text) - limit
             output.text = (
                 output.text[:limit]

@@ -5,15 +5,17 @@ each step costs time proportional to the whole history; this renderer keeps the 
 buffer of the messages already rendered (and a running hash of it) and only renders
 what is new, so a step costs the same at 1k and at 100k tokens of history. The buffer
 is rebuilt only when earlier messages change, which happens once per user turn when
-the previous turn's analysis is dropped.
+the previous turn's analysis is dropped, and then only back to that turn.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from openai_harmony import Author
 from openai_harmony import Message as HMessage
@@ -85,7 +87,14 @@ class RenderedPrompt:
 
 
 class ConversationRenderer:
-    """Renders one agent's conversations; holds the rendered prefix between steps."""
+    """Renders one agent's conversations; holds the rendered prefix between steps.
+
+    Per step, the work is proportional to what changed, not to the history: the new
+    messages are compared with the previous call's by identity (one C-level pass), the
+    visible history is only recomputed from the last final message on, and when earlier
+    messages change (a finished turn's analysis dropped) the buffer and hash are rolled
+    back to the first changed message rather than rebuilt from the start.
+    """
 
     def __init__(self, system: SystemConfig, developer: DeveloperConfig | None = None) -> None:
         self.system = system
@@ -98,7 +107,14 @@ class ConversationRenderer:
         self._reset()
 
     def _reset(self) -> None:
+        # The messages of the last call, and for each i the number of visible messages
+        # among source[:i] (so source index -> rendered index).
+        self._source: list[Message] = []
+        self._visible_before: list[int] = [0]
+        self._last_final = -1  # index in _source of the last final message
+        # The visible messages rendered, and the buffer length and hash state before each.
         self._rendered: list[Message] = []
+        self._marks: list[tuple[int, Any]] = []
         self._buffer: list[int] = list(self._prefix)
         self._hash = hashlib.sha256(_pack(self._prefix))
 
@@ -117,22 +133,63 @@ class ConversationRenderer:
         return cached
 
     def render(self, messages: Sequence[Message]) -> RenderedPrompt:
-        """The prompt for the assistant's next message."""
-        history = visible_history(messages)
-        n = len(self._rendered)
-        if len(history) < n or any(a is not b and a != b for a, b in zip(self._rendered, history, strict=False)):
-            self._reset()
-            n = 0
-        for message in history[n:]:
-            tokens = self.message_tokens(message)
-            self._buffer.extend(tokens)
-            self._hash.update(_pack(tokens))
-            self._rendered.append(message)
+        """The prompt for the assistant's next message (the visible history, rendered)."""
+        source = self._source
+        n = len(source)
+        if len(messages) >= n and all(map(operator.is_, source, messages)):
+            common = n  # the usual step: messages were only appended
+        else:
+            common = 0
+            for a, b in zip(source, messages, strict=False):
+                if a is not b and a != b:
+                    break
+                common += 1
+        old_final = self._last_final
+        last_final = old_final  # -1: there was no final message at all
+        if old_final >= common:  # the old last final was replaced: look again
+            last_final = next((i for i in range(common - 1, -1, -1) if source[i].is_final), -1)
+        for i in range(len(messages) - 1, common - 1, -1):
+            if messages[i].is_final:
+                last_final = i
+                break
+        # Messages before `keep` are unchanged, and so is whether they are visible (that
+        # changes only for reasoning between the old and the new last final).
+        keep = common if last_final == old_final else min(common, old_final + 1, last_final + 1)
+        self._truncate(keep)
+        for i in range(keep, len(messages)):
+            message = messages[i]
+            source.append(message)
+            if i > last_final or not message.is_reasoning:
+                self._append(message)
+            self._visible_before.append(len(self._rendered))
+        self._last_final = last_final
         h = self._hash.copy()
         h.update(_pack(self._assistant_suffix))
         # The buffer grows in place; the prompt remembers its own length, so a prompt
-        # taken earlier still reads its own tokens until the buffer is rebuilt.
+        # taken earlier still reads its own tokens until the buffer is rolled back.
         return RenderedPrompt(self._buffer, len(self._buffer), self._assistant_suffix, h.hexdigest())
+
+    def _append(self, message: Message) -> None:
+        tokens = self.message_tokens(message)
+        self._marks.append((len(self._buffer), self._hash.copy()))
+        self._buffer.extend(tokens)
+        self._hash.update(_pack(tokens))
+        self._rendered.append(message)
+
+    def _truncate(self, keep: int) -> None:
+        """Forget source messages from index `keep` on (and what they rendered)."""
+        if keep >= len(self._source):
+            return
+        del self._source[keep:]
+        del self._visible_before[keep + 1 :]
+        k = self._visible_before[keep]
+        if k < len(self._rendered):
+            size, state = self._marks[k]
+            del self._rendered[k:]
+            del self._marks[k:]
+            # A new list, so prompts taken before keep reading their own tokens.
+            self._buffer = self._buffer[:size]
+            self._hash = state.copy()
 
     def render_text(self, messages: Sequence[Message]) -> str:
         return self.render(messages).text

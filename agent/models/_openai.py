@@ -1,0 +1,174 @@
+"""What both OpenAI-compatible clients share: the SDK client, settings, retries, errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, ClassVar, TypeVar
+
+import openai
+
+from agent.models.base import (
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    StreamEvent,
+    Usage,
+    iterate_sync,
+    run_sync,
+)
+from agent.models.errors import RetryPolicy, call_with_retries, translate_error
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "OpenAICompatibleModel",
+    "usage_from",
+]
+
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "http://localhost:8000/v1"
+DEFAULT_MODEL = "openai/gpt-oss-20b"
+# vLLM and Ollama accept any key unless started with one; the SDK refuses an empty one.
+DEFAULT_API_KEY = "EMPTY"
+
+
+def usage_from(usage: Any) -> Usage:
+    """Our `Usage` from an OpenAI `usage` object (or None, when the server sent none)."""
+    if usage is None:
+        return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return Usage(
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(cached or 0),
+    )
+
+
+class OpenAICompatibleModel:
+    """Base of `HarmonyCompletionsModel` and `ChatCompletionsModel`.
+
+    `settings` are this model's defaults: a request whose `settings` are left at
+    `ModelSettings()` uses them; a request that brings its own settings wins.
+    """
+
+    endpoint: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        settings: ModelSettings | None = None,
+        client: openai.AsyncOpenAI | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.name = model or os.environ.get("HARMONYGRAPH_MODEL") or DEFAULT_MODEL
+        self.settings = settings or ModelSettings()
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.retries = 0  # retries made over this model's life, for traces and tests
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=base_url or os.environ.get("HARMONYGRAPH_BASE_URL") or DEFAULT_BASE_URL,
+                api_key=api_key or os.environ.get("HARMONYGRAPH_API_KEY") or DEFAULT_API_KEY,
+                # Retries are ours (see agent.models.errors); timeouts are per request.
+                max_retries=0,
+                timeout=self.settings.timeout,
+            )
+        self.client = client
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url).rstrip("/")
+
+    def settings_for(self, request: ModelRequest) -> ModelSettings:
+        return self.settings if request.settings == ModelSettings() else request.settings
+
+    async def call(self, settings: ModelSettings, make: Callable[[], Awaitable[T]]) -> T:
+        """`make()` under the retry policy, with SDK errors turned into ours."""
+        attempts = 1
+
+        def count(_attempt: int, _exc: BaseException) -> None:
+            nonlocal attempts
+            attempts += 1
+            self.retries += 1
+
+        try:
+            return await call_with_retries(
+                make, max_retries=settings.max_retries, policy=self.retry_policy, on_retry=count
+            )
+        except openai.OpenAIError as exc:
+            raise await translate_error(
+                exc,
+                client=self.client,
+                model=self.name,
+                endpoint=self.endpoint,
+                timeout=settings.timeout,
+                attempts=attempts,
+            ) from exc
+
+    async def translate(self, exc: openai.OpenAIError, settings: ModelSettings) -> Exception:
+        """For errors raised while reading a stream, after the request was accepted."""
+        return await translate_error(
+            exc,
+            client=self.client,
+            model=self.name,
+            endpoint=self.endpoint,
+            timeout=settings.timeout,
+            attempts=1,
+        )
+
+    # -- the protocol; subclasses implement complete and stream ------------------
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        raise NotImplementedError
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> OpenAICompatibleModel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- sync wrappers -------------------------------------------------------------
+    # Each sync call runs on an event loop of its own, and httpx's async connection pool
+    # must not outlive its loop, so a sync call borrows a fresh HTTP client and closes it.
+    def _fresh_client(self) -> openai.AsyncOpenAI:
+        return self.client.copy(http_client=openai.DefaultAsyncHttpxClient())
+
+    async def _complete_fresh(self, request: ModelRequest) -> ModelResponse:
+        original, self.client = self.client, self._fresh_client()
+        try:
+            return await self.complete(request)
+        finally:
+            fresh, self.client = self.client, original
+            await fresh.close()
+
+    async def _stream_fresh(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        original, self.client = self.client, self._fresh_client()
+        try:
+            async for event in self.stream(request):
+                yield event
+        finally:
+            fresh, self.client = self.client, original
+            await fresh.close()
+
+    def complete_sync(self, request: ModelRequest) -> ModelResponse:
+        """`complete` from sync code (not from inside a running event loop)."""
+        result: ModelResponse = run_sync(self._complete_fresh(request))
+        return result
+
+    def stream_sync(self, request: ModelRequest) -> Iterator[StreamEvent]:
+        """`stream` from sync code, on a private event loop."""
+        return iterate_sync(self._stream_fresh(request))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.name!r}, base_url={self.base_url!r})"

@@ -1,0 +1,228 @@
+"""Turning `openai` SDK failures into our errors, and the retry policy both clients share.
+
+Every error says what failed and what to do about it: a wrong URL names the URL and the
+`--base-url` / `HARMONYGRAPH_BASE_URL` settings, an unknown model lists the models the
+server does serve (from `/v1/models`), an auth failure names `HARMONYGRAPH_API_KEY`.
+
+Retries are ours, not the SDK's (`max_retries=0` on the client), for two reasons:
+
+- a refused connection means nothing listens at that address (a wrong URL or port, a
+  server not started). The SDK retries it with backoff like any connection error, so a
+  typo in the URL took seconds to report; we fail at once with the URL in the message;
+- both clients, streaming and not, share one policy that tests can observe.
+
+Otherwise the policy is the SDK's: retry 408, 409, 429 and 5xx answers, timeouts and
+dropped connections, with exponential backoff and jitter, honouring `Retry-After`
+(`retry-after-ms` first, as the SDK does). tenacity would add a dependency on the hot
+path for what is a twenty-line loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import openai
+
+from agent.models.base import (
+    ModelAuthError,
+    ModelConnectionError,
+    ModelError,
+    ModelNotFoundError,
+    ModelTimeoutError,
+)
+
+__all__ = [
+    "RETRYABLE_STATUS",
+    "RetryPolicy",
+    "call_with_retries",
+    "is_connection_refused",
+    "is_retryable",
+    "translate_error",
+]
+
+T = TypeVar("T")
+
+BASE_URL_HINT = "set the server's URL with --base-url or HARMONYGRAPH_BASE_URL"
+# 408 timeout, 409 lock conflict, 429 rate limit: the SDK's own list of statuses worth retrying.
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+class RetryPolicy:
+    """Exponential backoff with jitter: `base * 2**attempt`, at most `cap` seconds."""
+
+    def __init__(self, base_delay: float = 0.5, cap: float = 8.0) -> None:
+        self.base_delay = base_delay
+        self.cap = cap
+
+    def delay(self, attempt: int, exc: BaseException) -> float:
+        hinted = _retry_after(exc)
+        if hinted is not None:
+            return hinted
+        delay = min(self.cap, self.base_delay * (2**attempt))
+        return delay * (1 - 0.25 * random.random())
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The server's own `Retry-After` hint, when it gave a sane one (under a minute)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP date; rare from model servers, so the backoff decides
+        if 0 <= seconds <= 60:
+            return seconds
+    return None
+
+
+def is_connection_refused(exc: BaseException) -> bool:
+    """Whether the connection was refused: nothing listens there, so retrying cannot help."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ConnectionRefusedError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return not is_connection_refused(exc)
+    return False
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    max_retries: int,
+    policy: RetryPolicy,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+) -> T:
+    """Run `call`, retrying what `is_retryable` allows; the last error is raised as is."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except openai.OpenAIError as exc:
+            if attempt >= max_retries or not is_retryable(exc):
+                raise
+            if on_retry is not None:
+                on_retry(attempt, exc)
+            await asyncio.sleep(policy.delay(attempt, exc))
+            attempt += 1
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    """The error text the server sent, from whichever JSON shape it used."""
+    body: Any = exc.body
+    if isinstance(body, dict):
+        # vLLM >= 0.10: {"error": {"message": ...}}; older vLLM: {"message": ...} at the top;
+        # vLLM's API-key check: {"error": "Unauthorized"}; FastAPI routes: {"detail": ...}.
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail")
+            if msg:
+                return str(msg)
+        elif err:
+            return str(err)
+        if body.get("detail"):
+            return str(body["detail"])
+    return str(exc.message or f"HTTP {exc.status_code}")
+
+
+def _is_unknown_model(exc: openai.NotFoundError) -> bool:
+    """A 404 about the model (vLLM: "The model `x` does not exist."), not about the path."""
+    text = _server_message(exc).lower()
+    body = exc.body
+    kind = ""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            kind = str(err.get("type") or err.get("code") or "").lower()
+    return "model" in text or kind == "model_not_found"
+
+
+async def served_models(client: openai.AsyncOpenAI, timeout: float = 5.0) -> list[str] | None:
+    """The model ids the server lists, or None when it cannot say."""
+    try:
+        page = await client.models.list(timeout=timeout)
+    except openai.OpenAIError:
+        return None
+    return [m.id for m in page.data]
+
+
+async def translate_error(
+    exc: openai.OpenAIError,
+    *,
+    client: openai.AsyncOpenAI,
+    model: str,
+    endpoint: str,
+    timeout: float,
+    attempts: int,
+) -> ModelError:
+    """The `ModelError` to raise for `exc`, with a message that says what to do."""
+    base_url = str(client.base_url).rstrip("/")
+    tried = f" (after {attempts} attempts)" if attempts > 1 else ""
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelTimeoutError(
+            f"{base_url}/{endpoint} did not answer within {timeout:g} s{tried} for model "
+            f"{model!r}; raise the timeout (ModelSettings.timeout) if the server is busy or "
+            "the answer is long, or check that the server is healthy"
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        why = "connection refused" if is_connection_refused(exc) else str(cause or exc)
+        return ModelConnectionError(
+            f"could not connect to {base_url} ({why}){tried}; is the server running at that "
+            f"address? {BASE_URL_HINT} (default http://localhost:8000/v1)"
+        )
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return ModelAuthError(
+            f"{base_url} refused the API key (HTTP {exc.status_code}: {_server_message(exc)}); "
+            "set the key the server expects with --api-key or HARMONYGRAPH_API_KEY"
+        )
+    if isinstance(exc, openai.NotFoundError):
+        if _is_unknown_model(exc):
+            names = await served_models(client)
+            served = (
+                f"it serves: {', '.join(names)}"
+                if names
+                else "it did not list its models (GET /models)"
+            )
+            return ModelNotFoundError(
+                f"{base_url} does not serve model {model!r} ({_server_message(exc)}); {served}. "
+                "Choose one with --model or HARMONYGRAPH_MODEL"
+            )
+        return ModelConnectionError(
+            f"{base_url}/{endpoint} does not exist (HTTP 404: {_server_message(exc)}); "
+            f"the base URL must be the API root, usually ending in /v1; {BASE_URL_HINT}"
+        )
+    if isinstance(exc, openai.RateLimitError):
+        return ModelError(
+            f"{base_url} kept answering 429 (rate limited){tried}: {_server_message(exc)}; "
+            "wait, lower the concurrency, or raise ModelSettings.max_retries"
+        )
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code >= 500:
+            return ModelError(
+                f"{base_url}/{endpoint} failed with HTTP {exc.status_code}{tried}: "
+                f"{_server_message(exc)}; check the server's log"
+            )
+        return ModelError(
+            f"{base_url}/{endpoint} rejected the request (HTTP {exc.status_code}): "
+            f"{_server_message(exc)}"
+        )
+    return ModelError(f"calling {base_url}/{endpoint} failed: {exc}")

@@ -1,0 +1,101 @@
+"""Replaying a trace on its own: the run's configuration, model turns and tool results all
+come from the trace, and the loop runs again for real. A strict replay fails at the first
+request that differs from the recorded one, which is how a change in the framework that
+alters what the model would see shows up in a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from openai_harmony import ToolNamespaceConfig
+
+from agent.harmony.prompt import ResponseFormat
+from agent.models.base import run_sync
+from agent.trace import ReplayModel, ReplayToolRegistry, Trace, TraceError
+from tools.base import Toolset
+from tools.registry import ToolRegistry
+
+__all__ = ["RecordedToolset", "agent_from_trace", "replay_trace"]
+
+
+class RecordedToolset(Toolset):
+    """A namespace as a trace recorded it: described to the model, answered from the trace."""
+
+    def __init__(self, config: ToolNamespaceConfig, *, builtin: bool) -> None:
+        super().__init__(namespace=config.name, description=config.description)
+        self._config = config
+        self.builtin = builtin  # type: ignore[misc]
+
+    def namespace_config(self) -> ToolNamespaceConfig:
+        return self._config
+
+    def recipients(self) -> list[str]:
+        if self.builtin and self.namespace == "python":
+            return ["python"]
+        return [f"{self.namespace}.{t.name}" for t in self._config.tools]
+
+
+def agent_from_trace(trace: Trace, *, strict: bool = True) -> Any:
+    from agent.agent import Agent
+
+    header = trace.header
+    system = header.get("system")
+    developer = header.get("developer")
+    if system is None or developer is None:
+        raise TraceError("the trace header lacks the system and developer configuration; it cannot replay alone")
+    toolsets = [RecordedToolset(ToolNamespaceConfig(**ns), builtin=True) for ns in system.get("builtin_tools", [])]
+    toolsets += [RecordedToolset(ToolNamespaceConfig(**ns), builtin=False) for ns in developer.get("tools", [])]
+    registry = ReplayToolRegistry(trace, ToolRegistry(toolsets), strict=strict)
+    fmt = developer.get("response_format")
+    agent: Agent[Any] = Agent(
+        ReplayModel(trace, strict=strict),
+        instructions=developer.get("instructions"),
+        reasoning=header.get("reasoning", "medium"),
+        output_type=fmt["schema"] if fmt else None,
+        identity=system.get("identity"),
+        knowledge_cutoff=system.get("knowledge_cutoff", "2024-06"),
+        current_date=system.get("current_date"),
+        name=header.get("agent", "agent"),
+    )
+    agent.registry = registry
+    if fmt:
+        agent._response_format = ResponseFormat(fmt["name"], fmt["schema"], fmt.get("description", ""))
+    return agent
+
+
+def replay_trace(path: str | Path | Trace, *, strict: bool = True) -> dict[str, Any]:
+    """Replay every run in a trace file; returns what was replayed, raises `ReplayDivergence`."""
+    trace = path if isinstance(path, Trace) else Trace.load(path)
+    agent = agent_from_trace(trace, strict=strict)
+    first = trace.model_calls[0] if trace.model_calls else None
+    if first is None:
+        raise TraceError("the trace has no model calls to replay")
+    from agent.harmony.messages import Message
+
+    inputs = [Message.from_dict(d) for d in first.get("new_messages", [])]
+    from agent.agent import AgentRunError
+
+    try:
+        result = run_sync(agent.arun(inputs))
+    except AgentRunError as exc:
+        result = exc.result
+    recorded_end = trace.end or {}
+    if strict and recorded_end.get("status") and recorded_end["status"] != result.status:
+        from agent.trace import ReplayDivergence
+
+        raise ReplayDivergence(result.steps, f"the run ended {result.status}; the recording ended {recorded_end['status']}")
+    model = agent.model
+    assert isinstance(model, ReplayModel)
+    if strict and model.remaining:
+        from agent.trace import ReplayDivergence
+
+        raise ReplayDivergence(result.steps + 1, f"the run ended with {model.remaining} recorded model call(s) unused")
+    return {
+        "ok": True,
+        "status": result.status,
+        "model_calls": len(trace.model_calls) - model.remaining,
+        "tool_calls": result.tool_calls,
+        "output": result.output.model_dump() if hasattr(result.output, "model_dump") else result.output,
+    }

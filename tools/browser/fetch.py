@@ -1,0 +1,326 @@
+"""A fetcher that only talks to the public internet, in bounded time and memory.
+
+Every hop (the first request and each redirect, followed by hand) is checked: the scheme
+must be http or https, and every address the host name resolves to must be a public
+(globally routable) one. The request is then sent to the checked address itself, with the
+host name kept for the Host header and TLS, so a DNS answer cannot change between the
+check and the connection (DNS rebinding). Hosts on the allow-list skip the address check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+__all__ = [
+    "BinaryContentError",
+    "FetchError",
+    "FetchPolicy",
+    "FetchResult",
+    "FetchTimeoutError",
+    "HTTPStatusError",
+    "Resolver",
+    "SafeFetcher",
+    "URLRefusedError",
+    "decode_body",
+    "system_resolver",
+]
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class FetchError(Exception):
+    """A page could not be fetched; the message is one line the model can act on."""
+
+
+class URLRefusedError(FetchError):
+    """The URL is not allowed: a scheme other than http(s) or a non-public address."""
+
+
+class FetchTimeoutError(FetchError):
+    """The server was too slow."""
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with a 4xx or 5xx status."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class BinaryContentError(FetchError):
+    """The response is an image, archive or other content with no text to show."""
+
+
+# Content the browser can show; everything else is refused as binary.
+TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/json",
+              "application/ld+json", "application/rss", "application/atom",
+              "application/javascript")  # fmt: skip
+PDF_TYPES = ("application/pdf", "application/x-pdf")
+
+
+@dataclass(slots=True)
+class FetchPolicy:
+    """Limits and rules of the fetcher; the defaults suit a model's browsing."""
+
+    allow_hosts: Sequence[str] = ()  # host names or IPs exempt from the public-address rule
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 20.0  # wall clock for the whole fetch, redirects included
+    max_redirects: int = 5
+    max_bytes: int = 5_000_000  # the body is cut here; the page says so
+    user_agent: str = "Mozilla/5.0 (compatible; harmonygraph-browser/0.1)"
+
+    def host_allowed(self, host: str) -> bool:
+        host = host.lower().strip("[]").rstrip(".")
+        return any(host == h.lower().strip("[]").rstrip(".") for h in self.allow_hosts)
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """A fetched response: final URL, status, content type and the (possibly cut) body."""
+
+    url: str
+    status_code: int
+    content_type: str  # media type only, lower case: `text/html`
+    charset: str | None  # as declared by the server
+    body: bytes
+    truncated: bool = False
+    redirects: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return decode_body(self.body, self.charset, self.content_type)
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """All addresses the system resolver gives for a host."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever its spelling
+    # is_global is False for loopback, private, link-local (169.254.169.254, the cloud
+    # metadata service), shared (100.64/10), reserved and documentation ranges.
+    return ip.is_global and not ip.is_multicast
+
+
+class SafeFetcher:
+    """Fetches http(s) URLs under a `FetchPolicy`; see the module docstring for the rules."""
+
+    def __init__(self, policy: FetchPolicy | None = None, *, resolver: Resolver | None = None):
+        self.policy = policy or FetchPolicy()
+        self.resolver: Resolver = resolver or system_resolver
+
+    async def fetch(self, url: str) -> FetchResult:
+        """Fetch `url`, following redirects; raises a `FetchError` subclass on any failure."""
+        try:
+            async with asyncio.timeout(self.policy.total_timeout_s):
+                return await self._fetch(url)
+        except TimeoutError:
+            raise FetchTimeoutError(
+                f"fetching {url} took longer than {self.policy.total_timeout_s:g} s; "
+                "the server is too slow, try another source"
+            ) from None
+
+    async def _fetch(self, url: str) -> FetchResult:
+        p = self.policy
+        timeout = httpx.Timeout(p.read_timeout_s, connect=p.connect_timeout_s)
+        redirects: list[str] = []
+        # trust_env=False: a proxy from the environment would bypass the address checks.
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False
+        ) as client:
+            current = url
+            for _ in range(p.max_redirects + 1):
+                request = await self._pinned_request(client, current)
+                try:
+                    response = await client.send(request, stream=True)
+                except httpx.TimeoutException:
+                    raise FetchTimeoutError(
+                        f"{current} did not answer in time; the server is too slow"
+                    ) from None
+                except httpx.HTTPError as exc:
+                    raise FetchError(
+                        f"could not connect to {current} ({type(exc).__name__}: {exc})"
+                    ) from None
+                async with _closing(response):
+                    if response.is_redirect and "location" in response.headers:
+                        target = urljoin(current, response.headers["location"])
+                        redirects.append(target)
+                        current = target
+                        continue
+                    return await self._read(response, current, redirects)
+            raise FetchError(
+                f"{url} redirected more than {p.max_redirects} times; open the final URL directly"
+            )
+
+    async def _pinned_request(self, client: httpx.AsyncClient, url: str) -> httpx.Request:
+        """A request to a checked address of the URL's host, or `URLRefusedError`."""
+        try:
+            parts = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError):
+            raise URLRefusedError(f"refused: {url!r} is not a valid URL") from None
+        if parts.scheme not in ("http", "https"):
+            raise URLRefusedError(
+                f"refused: only http and https URLs can be opened, not {parts.scheme or 'none'}:"
+            )
+        host = parts.host
+        if not host:
+            raise URLRefusedError(f"refused: {url} has no host name")
+        headers = {"User-Agent": self.policy.user_agent, "Accept": "*/*"}
+        if self.policy.host_allowed(host):
+            return client.build_request("GET", parts, headers=headers)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            ipaddress.ip_address(host)
+            addresses = [host]
+        except ValueError:
+            try:
+                addresses = await self.resolver(host, port)
+            except (OSError, UnicodeError) as exc:
+                raise FetchError(f"could not resolve host {host} ({exc})") from None
+        if not addresses:
+            raise FetchError(f"could not resolve host {host}")
+        bad = [a for a in addresses if not _is_public(a)]
+        if bad:
+            raise URLRefusedError(
+                f"refused: {host} resolves to non-public address {bad[0]}; only public "
+                "internet hosts can be opened"
+            )
+        headers["Host"] = parts.netloc.decode("ascii")
+        # Connect to the address we checked, not to a second DNS answer; TLS still
+        # verifies the certificate for the real host name through `sni_hostname`.
+        return client.build_request(
+            "GET",
+            parts.copy_with(host=addresses[0]),
+            headers=headers,
+            extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+        )
+
+    async def _read(
+        self, response: httpx.Response, url: str, redirects: list[str]
+    ) -> FetchResult:
+        status = response.status_code
+        if status >= 400:
+            reason = response.reason_phrase or "error"
+            hint = (
+                "the page does not exist or is not public"
+                if status < 500
+                else "the server failed; try again later or another source"
+            )
+            raise HTTPStatusError(f"{url} answered HTTP {status} {reason}: {hint}", status)
+        media_type, charset = _content_type(response.headers.get("content-type", ""))
+        if media_type and not (media_type.startswith(TEXT_TYPES) or media_type in PDF_TYPES):
+            raise BinaryContentError(
+                f"{url} is {media_type}, which has no text to show; open an HTML, PDF or "
+                "text page instead"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        truncated = False
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= self.policy.max_bytes:
+                truncated = True  # stop reading: the rest never reaches memory
+                break
+        body = b"".join(chunks)[: self.policy.max_bytes]
+        if not media_type:
+            media_type = _sniff(body)
+            if media_type is None:
+                raise BinaryContentError(f"{url} is binary content with no text to show")
+        return FetchResult(
+            url=url,
+            status_code=status,
+            content_type=media_type,
+            charset=charset,
+            body=body,
+            truncated=truncated,
+            redirects=redirects,
+        )
+
+
+class _closing:
+    """Closes a streamed response even when we stop reading early."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+    async def __aenter__(self) -> httpx.Response:
+        return self.response
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.response.aclose()
+
+
+def _content_type(header: str) -> tuple[str, str | None]:
+    media_type, _, params = header.partition(";")
+    charset = None
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip("\"'").lower()
+    return media_type.strip().lower(), charset
+
+
+def _sniff(body: bytes) -> str | None:
+    head = body[:1024]
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if b"\x00" in head:
+        return None
+    lowered = head.lstrip().lower()
+    if lowered.startswith((b"<!doctype html", b"<html")) or b"<body" in lowered:
+        return "text/html"
+    return "text/plain"
+
+
+def decode_body(body: bytes, declared: str | None, content_type: str = "text/html") -> str:
+    """Bytes to text, trusting evidence over labels.
+
+    Valid UTF-8 with non-ASCII bytes is almost never an accident, so it wins over a
+    declared legacy charset (a common server misconfiguration). Otherwise the declared
+    charset (header, then `<meta>`) is used if it decodes cleanly, then charset-normalizer's
+    guess, then UTF-8 with replacement characters: decoding never fails.
+    """
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    candidates = [declared]
+    if "html" in content_type or "xml" in content_type:
+        candidates.append(_meta_charset(body))
+    for charset in candidates:
+        if not charset:
+            continue
+        try:
+            return body.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body[:200_000]).best()
+    if best is not None and best.encoding:
+        try:
+            return body.decode(best.encoding)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return body.decode("utf-8", errors="replace")
+
+
+def _meta_charset(body: bytes) -> str | None:
+    import re
+
+    match = re.search(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", body[:4096], re.I)
+    return match.group(1).decode("ascii").lower() if match else None

