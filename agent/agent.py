@@ -172,10 +172,15 @@ class Agent(Generic[T]):
         )
         self._output = OutputSpec(output_type) if output_type is not None else None
         self._response_format = ResponseFormat.from_type(output_type) if output_type is not None else None
+        # "memory": an in-memory saver, used by the runs that need one (a thread id, a
+        # chat, an approval); a one-shot run skips checkpointing, which would otherwise
+        # serialise the whole conversation at every step.
+        self._checkpoint_on_demand = checkpointer == "memory"
         self.checkpointer: BaseCheckpointSaver | None = (
             memory_saver() if checkpointer == "memory" else checkpointer  # type: ignore[assignment]
         )
         self._graph = build_agent_graph().compile(checkpointer=self.checkpointer)
+        self._graph_plain = build_agent_graph().compile() if self._checkpoint_on_demand else self._graph
 
     # -- configuration per run ---------------------------------------------------------
     def system_config(self, reasoning: ReasoningLevel | None = None, registry: ToolRegistry | None = None) -> SystemConfig:
@@ -265,7 +270,9 @@ class Agent(Generic[T]):
         clone.model = model
         clone.registry = registry
         clone.checkpointer = memory_saver()
+        clone._checkpoint_on_demand = True
         clone._graph = build_agent_graph().compile(checkpointer=clone.checkpointer)
+        clone._graph_plain = build_agent_graph().compile()
         return clone
 
     async def _run_events(
@@ -283,6 +290,7 @@ class Agent(Generic[T]):
     ) -> AsyncIterator[AgentEvent]:
         run_id = uuid.uuid4().hex[:12]
         thread = thread_id or run_id
+        recorder_given = recorder is not None
         level = parse_reasoning(reasoning) if reasoning else self.reasoning
         system = self.system_config(level)
         developer = self.developer_config()
@@ -316,15 +324,27 @@ class Agent(Generic[T]):
                 "output_retries": 0, "output_errors": [], "error": None, "output": None,
                 "repeat_key": None, "repeat_count": 0, "started_at": time.monotonic(),
             }
-        before = await self._message_count(config)
+        needs_checkpoint = (thread_id is not None or resume is not None or recorder_given
+                            or any(self.registry.needs_approval(r) for r in self.registry.recipients()))
+        graph = self._graph if needs_checkpoint else self._graph_plain
+        before = await self._message_count(config) if needs_checkpoint else len(message_history)
+        state: dict[str, Any] = {}
+        pending: Any = None
         await self.registry.start(ctx)
         try:
-            async for mode, chunk in self._graph.astream(graph_input, config, stream_mode=["custom", "values"]):
-                if mode == "custom" and stream:
-                    yield chunk
+            async for mode, chunk in graph.astream(
+                graph_input, config, stream_mode=["custom", "values", "updates"]
+            ):
+                if mode == "custom":
+                    if stream:
+                        yield chunk
+                elif mode == "values":
+                    state = chunk
+                elif isinstance(chunk, dict) and "__interrupt__" in chunk:
+                    pending = chunk["__interrupt__"][0].value
         finally:
             await self.registry.close(ctx)
-        result = await self._result(config, run_id, thread, before, recorder, path)
+        result = self._result(state, pending, run_id, thread, before, recorder, path)
         recorder.end(status=result.status, output=result.output, usage=result.usage, error=result.error,
                      cost_usd=result.cost_usd)
         result.trace = Trace(list(recorder.records), path)
@@ -340,14 +360,8 @@ class Agent(Generic[T]):
         snapshot = await self._graph.aget_state(config)
         return len(snapshot.values.get("messages", [])) if snapshot and snapshot.values else 0
 
-    async def _result(self, config: dict[str, Any], run_id: str, thread: str, before: int,
-                      recorder: TraceRecorder, path: Path | None) -> RunResult[T]:
-        snapshot = await self._graph.aget_state(config)
-        state = snapshot.values
-        pending = None
-        for task in snapshot.tasks or ():
-            for intr in getattr(task, "interrupts", ()) or ():
-                pending = intr.value
+    def _result(self, state: dict[str, Any], pending: Any, run_id: str, thread: str, before: int,
+                recorder: TraceRecorder, path: Path | None) -> RunResult[T]:
         messages = list(state.get("messages", []))
         usage = state.get("usage") or Usage()
         status = state.get("status", "running")

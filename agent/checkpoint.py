@@ -6,6 +6,8 @@ agent loop keeps in its state. Pass `serializer()` to any saver you build yourse
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,9 @@ def memory_saver() -> InMemorySaver:
     return InMemorySaver(serde=serializer())
 
 
-def sqlite_saver(path: str | Path) -> Any:
-    """An async SQLite saver (extra `checkpoint`); use it as `async with sqlite_saver(p) as saver`."""
+@asynccontextmanager
+async def sqlite_saver(path: str | Path) -> AsyncIterator[Any]:
+    """An async SQLite saver (extra `checkpoint`): `async with sqlite_saver(p) as saver`."""
     try:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     except ImportError:
@@ -38,16 +41,21 @@ def sqlite_saver(path: str | Path) -> Any:
             "SQLite checkpoints need langgraph-checkpoint-sqlite: pip install 'harmonygraph[checkpoint]'"
         ) from None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    saver = AsyncSqliteSaver.from_conn_string(str(path))
-    return saver
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        saver.serde = serializer()
+        yield saver
 
 
-def postgres_saver(url: str) -> Any:
-    """An async Postgres saver (extra `checkpoint`); use it as `async with postgres_saver(url) as saver`."""
+@asynccontextmanager
+async def postgres_saver(url: str) -> AsyncIterator[Any]:
+    """An async Postgres saver (extra `checkpoint`): `async with postgres_saver(url) as saver`."""
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     except ImportError:
         raise ImportError(
             "Postgres checkpoints need langgraph-checkpoint-postgres: pip install 'harmonygraph[checkpoint]'"
         ) from None
-    return AsyncPostgresSaver.from_conn_string(url)
+    async with AsyncPostgresSaver.from_conn_string(url) as saver:
+        saver.serde = serializer()
+        await saver.setup()
+        yield saver

@@ -10,6 +10,7 @@ tool calls from it, so a replay needs no network, Docker or database.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -103,8 +104,12 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=65536)
 def message_key(m: Message) -> str:
-    return _sha(json.dumps(m.to_dict() | {"stop": None}, sort_keys=True, ensure_ascii=False))
+    """A short hash of a message (its stop marker aside). Cached: a run asks it every step."""
+    data = m.to_dict()
+    data.pop("stop", None)
+    return _sha(json.dumps(data, sort_keys=True, ensure_ascii=False))
 
 
 def request_fingerprint(system: SystemConfig, developer: DeveloperConfig) -> dict[str, Any]:
@@ -191,7 +196,10 @@ class TraceRecorder:
         })
 
     def model_call(self, step: int, request: ModelRequest, response: ModelResponse) -> None:
-        new = request.messages[self._seen_messages :]
+        # Only the messages this recorder has not written yet are stored (with the index
+        # they start at), so a trace grows with the conversation, not with its square.
+        start = min(self._seen_messages, len(request.messages))
+        new = request.messages[start:]
         self._seen_messages = len(request.messages) + len(response.messages)
         self._model_steps += 1
         s = request.settings
@@ -199,7 +207,8 @@ class TraceRecorder:
             "type": "model_call",
             "step": step,
             "request": request_fingerprint(request.system, request.developer),
-            "message_keys": [message_key(m) for m in request.messages],
+            "message_count": len(request.messages),
+            "new_from": start,
             "new_messages": [m.to_dict() for m in new],
             "params": {"max_tokens": s.max_tokens, "temperature": s.temperature, "top_p": s.top_p,
                        "seed": s.seed, **s.extra_body},
@@ -338,6 +347,7 @@ class ReplayModel:
         self._calls = self.trace.model_calls
         self._next = 0
         self._known = self.trace.recorded_messages() if strict else {}
+        self._expected: list[str] = []  # the recorded conversation's message keys so far
 
     @property
     def remaining(self) -> int:
@@ -368,7 +378,9 @@ class ReplayModel:
         diff = _describe_difference(rec["request"], current)
         if diff:
             raise ReplayDivergence(step, diff)
-        recorded_keys = rec.get("message_keys", [])
+        start = rec.get("new_from", 0)
+        self._expected[start:] = [message_key(Message.from_dict(d)) for d in rec.get("new_messages", [])]
+        recorded_keys = self._expected
         keys = [message_key(m) for m in request.messages]
         for i, (a, b) in enumerate(zip(recorded_keys, keys, strict=False)):
             if a != b:

@@ -7,7 +7,7 @@ stored as messages: they are built from `SystemConfig` and `DeveloperConfig` (se
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -82,9 +82,13 @@ class Message:
 
     # -- serialisation --------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["role"] = self.role.value
-        return {k: v for k, v in data.items() if v is not None}
+        # Written out rather than dataclasses.asdict, which deep-copies and is slow.
+        data: dict[str, Any] = {"role": self.role.value, "content": self.content}
+        for key in ("channel", "recipient", "content_type", "name", "stop"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:

@@ -1,0 +1,108 @@
+"""Model clients: gpt-oss over an OpenAI-compatible server, behind one async protocol.
+
+`make_model()` builds the client the environment asks for:
+
+- `HARMONYGRAPH_BASE_URL` (default `http://localhost:8000/v1`),
+- `HARMONYGRAPH_MODEL` (default `openai/gpt-oss-20b`),
+- `HARMONYGRAPH_API_KEY` (default `EMPTY`, which vLLM and Ollama accept when unsecured),
+- `HARMONYGRAPH_API`: `completions` (default; we render harmony, full control) or `chat`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+from typing import Any, Literal
+
+from agent.models._openai import (
+    DEFAULT_API_KEY,
+    DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    OpenAICompatibleModel,
+)
+from agent.models.base import (
+    Model,
+    ModelAuthError,
+    ModelConnectionError,
+    ModelError,
+    ModelNotFoundError,
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    ModelTimeoutError,
+    ResponseDone,
+    StreamEvent,
+    Usage,
+    iterate_sync,
+    run_sync,
+)
+from agent.models.chat import ChatCompletionsModel, ServerKind, from_chat_message, to_chat_messages
+from agent.models.completions import HarmonyCompletionsModel
+from agent.models.errors import RetryPolicy
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "ApiKind",
+    "ChatCompletionsModel",
+    "HarmonyCompletionsModel",
+    "Model",
+    "ModelAuthError",
+    "ModelConnectionError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelSettings",
+    "ModelTimeoutError",
+    "OpenAICompatibleModel",
+    "ResponseDone",
+    "RetryPolicy",
+    "ServerKind",
+    "StreamEvent",
+    "Usage",
+    "from_chat_message",
+    "iterate_sync",
+    "make_model",
+    "run_sync",
+    "to_chat_messages",
+]
+
+ApiKind = Literal["completions", "chat"]
+_SETTING_NAMES = frozenset(f.name for f in fields(ModelSettings))
+
+
+def make_model(
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    api: str | None = None,
+    **settings: Any,
+) -> HarmonyCompletionsModel | ChatCompletionsModel:
+    """The client for a server: arguments first, then `HARMONYGRAPH_*`, then defaults.
+
+    `settings` are `ModelSettings` fields (max_tokens, temperature, timeout, ...) plus,
+    for `api="chat"`, `server` ("vllm", "ollama", "openai"), `reasoning_field` and
+    `send_reasoning`, and for `api="completions"`, `return_token_ids`.
+    """
+    kind = (api or os.environ.get("HARMONYGRAPH_API") or "completions").strip().lower()
+    if kind not in ("completions", "chat"):
+        raise ValueError(
+            f"api must be 'completions' or 'chat', not {kind!r} (from --api or HARMONYGRAPH_API)"
+        )
+    sampling = {k: v for k, v in settings.items() if k in _SETTING_NAMES}
+    options = {k: v for k, v in settings.items() if k not in _SETTING_NAMES}
+    common: dict[str, Any] = {
+        "base_url": base_url or os.environ.get("HARMONYGRAPH_BASE_URL") or DEFAULT_BASE_URL,
+        "api_key": api_key or os.environ.get("HARMONYGRAPH_API_KEY") or DEFAULT_API_KEY,
+        "settings": ModelSettings(**sampling),
+    }
+    name = model or os.environ.get("HARMONYGRAPH_MODEL") or DEFAULT_MODEL
+    try:
+        if kind == "chat":
+            return ChatCompletionsModel(name, **common, **options)
+        return HarmonyCompletionsModel(name, **common, **options)
+    except TypeError as exc:
+        known = ", ".join(sorted(_SETTING_NAMES))
+        raise TypeError(f"{exc}; model settings are: {known}") from None

@@ -1,0 +1,725 @@
+"""Test doubles for agents built on harmonygraph: a scripted model and a fake server.
+
+Both are scripted with harmony completions: the text a gpt-oss server would return
+after the prompt's `<|start|>assistant`, special tokens written out, e.g.
+
+    "<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant"
+    "<|channel|>commentary to=functions.get_weather <|constrain|>json"
+    '<|message|>{"city":"Paris"}<|call|>'
+
+or by a callable that returns one per request.
+
+- `ScriptedModel` implements the `Model` protocol in process, for fast agent tests.
+- `FakeOpenAIServer` is a real HTTP server on 127.0.0.1 answering `/v1/models`,
+  `/v1/completions` and `/v1/chat/completions` (streaming and not) the way vLLM serving
+  gpt-oss does, so the real `openai` client and our model clients run over real HTTP.
+
+What `FakeOpenAIServer` emulates, and from where (vLLM's `vllm/entrypoints/openai/`):
+
+- `/v1/completions`: a prompt of token ids (or text); `max_tokens` defaults to 16;
+  generation stops at gpt-oss's EOS ids (`<|return|>` 200002, `<|endoftext|>` 199999,
+  `<|call|>` 200012, from its generation_config) and at `stop_token_ids`;
+  `finish_reason` "stop" or "length"; `stop_reason` is the stop token's id, except for
+  the tokenizer's EOS `<|return|>`, which vLLM checks first and reports as null; the
+  token that stopped generation is left out of the text unless
+  `include_stop_str_in_output` (vLLM's detokenizer); special tokens are left out of
+  the text unless `skip_special_tokens` is false; `return_token_ids` adds `token_ids`
+  (stop token included) and `prompt_token_ids` to the choice (PR #22587; streamed:
+  `token_ids` per chunk, `prompt_token_ids` on the first); usage with
+  `prompt_tokens = len(prompt ids)`, streamed only with `stream_options.include_usage`,
+  as a last chunk with no choices.
+- `/v1/chat/completions` (gpt-oss's harmony path): analysis text as `reasoning`
+  (`reasoning_content` with `reasoning_field="reasoning_content"`, as vLLM before
+  PR #27752), final and preamble text as `content`, calls as `tool_calls` with
+  `chatcmpl-tool-...` ids and `finish_reason` "tool_calls"; streamed as deltas: the
+  role first, then reasoning, content and tool-call pieces (id and name first,
+  arguments after). The request's messages are turned back into harmony messages as
+  vLLM does (PR #28729: an assistant message's `reasoning` becomes an analysis message
+  before its tool calls, a tool message is named after the call its `tool_call_id`
+  answers) and kept in `chat_conversations` for tests to inspect.
+- errors: a wrong API key gives 401 `{"error": "Unauthorized"}` (vLLM's `--api-key`
+  check); an unknown model 404 `{"error": {"message": "The model `x` does not exist.",
+  "type": "NotFoundError", "param": null, "code": 404}}`; an unknown path FastAPI's
+  404 `{"detail": "Not Found"}`.
+
+Knobs: `fail_next(n, status)` (429/500... for retries), `api_key`, `models`, `delay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from agent.harmony import Message, Role, StreamParser, parse_completion_text
+from agent.harmony.encoding import CALL, RETURN, get_encoding
+from agent.harmony.prompt import DeveloperConfig, SystemConfig
+from agent.models.base import (
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    ResponseDone,
+    StreamEvent,
+    Usage,
+    iterate_sync,
+    run_sync,
+)
+
+__all__ = [
+    "FakeOpenAIServer",
+    "RecordedRequest",
+    "ScriptExhaustedError",
+    "ScriptedModel",
+]
+
+# gpt-oss's generation_config eos_token_id: generation stops at any of these.
+GPT_OSS_EOS_IDS = (RETURN, 199999, CALL)
+
+
+class ScriptExhaustedError(ModelError):
+    """A scripted double was asked for more completions than it was given."""
+
+
+class _Script:
+    """Completions handed out in order (thread-safe), or made by a callable."""
+
+    def __init__(self, script: Sequence[str] | Callable[[Any], str], owner: str) -> None:
+        self._lock = threading.Lock()
+        self._owner = owner
+        self._callable = script if callable(script) else None
+        self._items: list[str] = [] if callable(script) else list(script)
+        self.used = 0
+
+    def next(self, request: Any) -> str:
+        with self._lock:
+            index = self.used
+            self.used += 1
+            if self._callable is not None:
+                text = self._callable(request)
+                if not isinstance(text, str):
+                    raise TypeError(f"{self._owner}'s script returned {type(text).__name__}, not str")
+                return text
+            if index >= len(self._items):
+                raise ScriptExhaustedError(
+                    f"{self._owner} was asked for completion #{index + 1} but was given "
+                    f"{len(self._items)}; add completions to its script or pass a callable"
+                )
+            return self._items[index]
+
+    def add(self, *completions: str) -> None:
+        with self._lock:
+            if self._callable is not None:
+                raise TypeError(f"{self._owner} is scripted by a callable; it takes no list items")
+            self._items.extend(completions)
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self._callable is not None else len(self._items) - self.used
+
+
+# -- ScriptedModel ------------------------------------------------------------------
+
+
+class ScriptedModel:
+    """A `Model` that returns scripted harmony completions in order, parsed by the codec.
+
+    It records each `ModelRequest` in `requests`. With `count_tokens` (the default) the
+    usage is real: the rendered prompt's length (incremental, as in
+    `HarmonyCompletionsModel`) and the completion's token count; turn it off when
+    measuring the agent loop's own overhead.
+    """
+
+    def __init__(
+        self,
+        completions: Sequence[str] | Callable[[ModelRequest], str],
+        *,
+        name: str = "scripted",
+        count_tokens: bool = True,
+        chunk_chars: int = 16,
+    ) -> None:
+        self.name = name
+        self.requests: list[ModelRequest] = []
+        self.count_tokens = count_tokens
+        self.chunk_chars = max(1, chunk_chars)
+        self._script = _Script(completions, f"ScriptedModel {name!r}")
+        self._renderers: Any = None
+        self.closed = False
+
+    def add(self, *completions: str) -> None:
+        """Append completions to the script."""
+        self._script.add(*completions)
+
+    @property
+    def remaining(self) -> int | None:
+        return self._script.remaining
+
+    def _usage(self, request: ModelRequest, text: str) -> tuple[Usage, str, int]:
+        if not self.count_tokens:
+            return Usage(), "", 0
+        if self._renderers is None:
+            from agent.models.completions import RendererCache
+
+            self._renderers = RendererCache()
+        prompt = self._renderers.get(request.system, request.developer).render(request.messages)
+        output = len(get_encoding().encode(text, allowed_special="all"))
+        return Usage(prompt.length, output), prompt.sha256, prompt.length
+
+    def _response(self, request: ModelRequest, text: str, messages: list[Message], t0: float) -> ModelResponse:
+        usage, sha, length = self._usage(request, text)
+        last = messages[-1] if messages else None
+        finish = "length" if last is not None and last.stop is None else "stop"
+        return ModelResponse(
+            messages=tuple(messages),
+            usage=usage,
+            raw=text,
+            finish_reason=finish,
+            model=self.name,
+            latency_s=time.perf_counter() - t0,
+            prompt_sha256=sha,
+            prompt_tokens=length,
+        )
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        t0 = time.perf_counter()
+        self.requests.append(request)
+        text = self._script.next(request)
+        result = parse_completion_text(text)
+        return self._response(request, text, result.messages, t0)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        t0 = time.perf_counter()
+        self.requests.append(request)
+        text = self._script.next(request)
+        parser = StreamParser()
+        step = self.chunk_chars
+        for i in range(0, len(text), step):
+            for event in parser.feed_text(text[i : i + step]):
+                yield event
+            await asyncio.sleep(0)  # a real stream yields to the loop between chunks
+        events, result = parser.finish_events()
+        for event in events:
+            yield event
+        yield ResponseDone(self._response(request, text, result.messages, t0))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def complete_sync(self, request: ModelRequest) -> ModelResponse:
+        response: ModelResponse = run_sync(self.complete(request))
+        return response
+
+    def stream_sync(self, request: ModelRequest) -> Iterator[StreamEvent]:
+        return iterate_sync(self.stream(request))
+
+
+# -- FakeOpenAIServer -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def _error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, Any]:
+    # vLLM >= 0.10's ErrorResponse: {"error": {message, type, param, code}}.
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+@dataclass
+class _Generated:
+    """One scripted completion as a server would sample it."""
+
+    token_ids: list[int]  # as sampled, the stop token included
+    text_token_ids: list[int]  # what goes into `text`
+    finish_reason: str
+    stop_reason: int | None
+    text: str = ""
+    messages: list[Message] = field(default_factory=list)
+
+
+class FakeOpenAIServer:
+    """A vLLM-like OpenAI-compatible server on 127.0.0.1, scripted with harmony completions.
+
+    >>> with FakeOpenAIServer(["<|channel|>final<|message|>Hi<|return|>"]) as server:
+    ...     model = HarmonyCompletionsModel(base_url=server.base_url)
+    """
+
+    def __init__(
+        self,
+        completions: Sequence[str] | Callable[[dict[str, Any]], str] = (),
+        *,
+        models: Sequence[str] = ("openai/gpt-oss-20b",),
+        api_key: str | None = None,
+        reasoning_field: str = "reasoning",
+        delay: float = 0.0,
+        chunk_tokens: int = 3,
+        chunk_chars: int = 12,
+    ) -> None:
+        self.models = list(models)
+        self.api_key = api_key
+        self.reasoning_field = reasoning_field
+        self.delay = delay
+        self.chunk_tokens = max(1, chunk_tokens)
+        self.chunk_chars = max(1, chunk_chars)
+        self.requests: list[RecordedRequest] = []
+        self.chat_conversations: list[list[Message]] = []
+        self._script = _Script(completions, "FakeOpenAIServer")
+        self._failures: list[int] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> FakeOpenAIServer:
+        if self._httpd is not None:
+            return self
+        handler = type("_Handler", (_Handler,), {"fake": self})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the fake server is not started; use it as a context manager")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- knobs -----------------------------------------------------------------
+    def add(self, *completions: str) -> None:
+        self._script.add(*completions)
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        """Answer the next `n` generation requests with `status` (429, 500, 503, ...)."""
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def bodies(self, path: str) -> list[Any]:
+        """The JSON bodies received on `path` (e.g. "/v1/completions"), in order."""
+        return [r.body for r in self.requests if r.path == path]
+
+    # -- request handling (called on the handler's thread) -----------------------
+    def _take_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
+
+    def _check_model(self, body: dict[str, Any]) -> str:
+        name = body.get("model") or self.models[0]
+        if name not in self.models:
+            raise _HTTPError(
+                404, _error_body(f"The model `{name}` does not exist.", "NotFoundError", 404)
+            )
+        return str(name)
+
+    def _generate(self, body: dict[str, Any], max_tokens: int, extra_stops: Sequence[int]) -> _Generated:
+        try:
+            text = self._script.next(body)
+        except ScriptExhaustedError as exc:
+            raise _HTTPError(400, _error_body(str(exc), "BadRequestError", 400)) from None
+        enc = get_encoding()
+        ids = enc.encode(text, allowed_special="all")
+        stops = set(GPT_OSS_EOS_IDS) | set(extra_stops)
+        out: list[int] = []
+        finish, stop_reason, stopped_by_token = "length", None, False
+        for tok in ids:
+            if len(out) >= max_tokens:
+                break
+            out.append(tok)
+            if tok in stops:
+                finish, stopped_by_token = "stop", True
+                # vLLM checks the tokenizer's EOS first and gives it no stop_reason.
+                stop_reason = None if tok == RETURN else tok
+                break
+        # A script that ends without a stop token ran out of tokens: gpt-oss always ends
+        # a turn with <|return|> or <|call|>, so anything else was cut.
+        include_stop = bool(body.get("include_stop_str_in_output", False))
+        text_ids = out[:-1] if stopped_by_token and not include_stop else list(out)
+        return _Generated(out, text_ids, finish, stop_reason)
+
+    @staticmethod
+    def _token_text(ids: Sequence[int], skip_special: bool) -> list[bytes]:
+        enc = get_encoding()
+        pieces = []
+        for tok in ids:
+            if skip_special and enc.is_special_token(tok):
+                pieces.append(b"")
+            else:
+                pieces.append(bytes(enc._inner.decode_bytes([tok])))  # type: ignore[attr-defined]
+        return pieces
+
+    # /v1/completions
+    def completions(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]] | None]:
+        model = self._check_model(body)
+        enc = get_encoding()
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], list):
+            prompt = prompt[0]
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            prompt_ids = enc.encode(prompt, allowed_special="all")
+        elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt) and prompt:
+            prompt_ids = list(prompt)
+        else:
+            raise _HTTPError(400, _error_body("please provide at least one prompt", "BadRequestError", 400))
+        max_tokens = body.get("max_tokens")
+        gen = self._generate(body, 16 if max_tokens is None else int(max_tokens), body.get("stop_token_ids") or ())
+        skip_special = body.get("skip_special_tokens", True) is not False
+        with_ids = bool(body.get("return_token_ids"))
+        usage = {
+            "prompt_tokens": len(prompt_ids),
+            "completion_tokens": len(gen.token_ids),
+            "total_tokens": len(prompt_ids) + len(gen.token_ids),
+            "prompt_tokens_details": None,
+        }
+        cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        pieces = self._token_text(gen.text_token_ids, skip_special)
+        if not body.get("stream"):
+            choice: dict[str, Any] = {
+                "index": 0,
+                "text": b"".join(pieces).decode("utf-8", errors="replace"),
+                "logprobs": None,
+                "finish_reason": gen.finish_reason,
+                "stop_reason": gen.stop_reason,
+                "prompt_logprobs": None,
+            }
+            if with_ids:
+                choice["token_ids"] = gen.token_ids
+                choice["prompt_token_ids"] = prompt_ids
+            return {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+                "usage": usage,
+            }, None
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            n = self.chunk_tokens
+            total = len(gen.token_ids)
+            for start in range(0, max(total, 1), n):
+                ids = gen.token_ids[start : start + n]
+                text = decoder.decode(b"".join(pieces[start : start + n]), final=start + n >= total)
+                last = start + n >= total
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "text": text,
+                    "logprobs": None,
+                    "finish_reason": gen.finish_reason if last else None,
+                    "stop_reason": gen.stop_reason if last else None,
+                }
+                if with_ids:
+                    choice["token_ids"] = ids
+                    if start == 0:
+                        choice["prompt_token_ids"] = prompt_ids
+                yield {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [choice]}
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage}
+
+        return None, chunks()
+
+    # /v1/chat/completions
+    def _chat_to_harmony(self, body: dict[str, Any]) -> tuple[list[Message], str | None]:
+        """The request's messages as vLLM's gpt-oss path turns them into harmony."""
+        out: list[Message] = []
+        instructions: list[str] = []
+        calls: dict[str, str] = {}
+        for i, m in enumerate(body.get("messages") or []):
+            role = m.get("role")
+            content = m.get("content")
+            if isinstance(content, list):
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = content or ""
+            if role in ("system", "developer"):
+                instructions.append(content)
+            elif role == "user":
+                out.append(Message.user(content))
+            elif role == "assistant":
+                reasoning = m.get("reasoning") or m.get("reasoning_content")
+                if reasoning:
+                    out.append(Message(Role.ASSISTANT, reasoning, channel="analysis"))
+                tool_calls = m.get("tool_calls") or []
+                if content:
+                    channel = "commentary" if tool_calls else "final"
+                    out.append(Message(Role.ASSISTANT, content, channel=channel))
+                for call in tool_calls:
+                    fn = call.get("function") or {}
+                    calls[call.get("id", "")] = fn.get("name", "")
+                    out.append(
+                        Message(
+                            Role.ASSISTANT,
+                            fn.get("arguments") or "",
+                            channel="commentary",
+                            recipient=f"functions.{fn.get('name', '')}",
+                            content_type="<|constrain|>json",
+                        )
+                    )
+            elif role == "tool":
+                call_id = m.get("tool_call_id")
+                if call_id not in calls:
+                    raise _HTTPError(
+                        400,
+                        _error_body(
+                            f"messages[{i}]: tool_call_id {call_id!r} matches no assistant tool call",
+                            "BadRequestError",
+                            400,
+                            "messages",
+                        ),
+                    )
+                out.append(Message.tool_result(f"functions.{calls[call_id]}", content))
+            else:
+                raise _HTTPError(400, _error_body(f"messages[{i}]: unknown role {role!r}", "BadRequestError", 400))
+        return out, "\n".join(instructions) or None
+
+    def chat(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]] | None]:
+        model = self._check_model(body)
+        effort = body.get("reasoning_effort")
+        if effort is not None and effort not in ("low", "medium", "high"):
+            raise _HTTPError(
+                400,
+                _error_body(
+                    f"reasoning_effort must be 'low', 'medium' or 'high', not {effort!r}",
+                    "BadRequestError",
+                    400,
+                    "reasoning_effort",
+                ),
+            )
+        conversation, instructions = self._chat_to_harmony(body)
+        with self._lock:
+            self.chat_conversations.append(conversation)
+        prompt_tokens = self._chat_prompt_tokens(body, conversation, instructions, effort or "medium")
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 1 << 30
+        gen = self._generate({**body, "include_stop_str_in_output": True}, int(max_tokens), ())
+        enc = get_encoding()
+        messages = parse_completion_text(enc.decode(gen.token_ids)).messages
+        reasoning = "\n".join(m.content for m in messages if m.is_reasoning) or None
+        content = "".join(m.content for m in messages if m.is_final or m.is_preamble or m.channel is None) or None
+        tool_calls = [
+            {
+                "id": f"chatcmpl-tool-{uuid.uuid4().hex}",
+                "type": "function",
+                "function": {"name": (m.recipient or "").removeprefix("functions."), "arguments": m.content},
+            }
+            for m in messages
+            if m.is_tool_call
+        ]
+        finish = "tool_calls" if tool_calls else gen.finish_reason
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(gen.token_ids),
+            "total_tokens": prompt_tokens + len(gen.token_ids),
+            "prompt_tokens_details": None,
+        }
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not body.get("stream"):
+            message = {
+                "role": "assistant",
+                "content": content,
+                "refusal": None,
+                "annotations": None,
+                "audio": None,
+                "function_call": None,
+                "tool_calls": tool_calls,
+                self.reasoning_field: reasoning,
+            }
+            return {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish, "stop_reason": gen.stop_reason}
+                ],
+                "usage": usage,
+            }, None
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+
+        def pieces(text: str) -> Iterator[str]:
+            for i in range(0, len(text), self.chunk_chars):
+                yield text[i : i + self.chunk_chars]
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            yield chunk({"role": "assistant", "content": ""})
+            for piece in pieces(reasoning or ""):
+                yield chunk({self.reasoning_field: piece})
+            for piece in pieces(content or ""):
+                yield chunk({"content": piece})
+            for index, call in enumerate(tool_calls):
+                fn = call["function"]
+                yield chunk(
+                    {
+                        "tool_calls": [
+                            {"index": index, "id": call["id"], "type": "function", "function": {"name": fn["name"], "arguments": ""}}
+                        ]
+                    }
+                )
+                for piece in pieces(fn["arguments"]):
+                    yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            yield chunk({}, finish)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
+
+        return None, chunks()
+
+    def _chat_prompt_tokens(
+        self, body: dict[str, Any], conversation: list[Message], instructions: str | None, effort: str
+    ) -> int:
+        from openai_harmony import ToolDescription, ToolNamespaceConfig
+
+        from agent.harmony import ConversationRenderer
+
+        tools = [
+            ToolDescription.new(
+                t["function"]["name"], t["function"].get("description") or "", t["function"].get("parameters")
+            )
+            for t in body.get("tools") or []
+            if t.get("type") == "function"
+        ]
+        namespaces = (ToolNamespaceConfig(name="functions", description=None, tools=tools),) if tools else ()
+        renderer = ConversationRenderer(
+            SystemConfig(reasoning=effort, current_date=None),  # type: ignore[arg-type]
+            DeveloperConfig(instructions=instructions, tools=namespaces),
+        )
+        return renderer.render(conversation).length
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeOpenAIServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn; streams use chunked encoding
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet in test output
+        return
+
+    def _send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_sse(self, events: Iterator[dict[str, Any]]) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+        def write(data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        for event in events:
+            write(f"data: {json.dumps(event)}\n\n".encode())
+        write(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _authorized(self) -> bool:
+        key = self.fake.api_key
+        return key is None or self.headers.get("authorization") == f"Bearer {key}"
+
+    def _handle(self, method: str) -> None:
+        fake = self.fake
+        body: Any = None
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", errors="replace")
+        with fake._lock:
+            fake.requests.append(
+                RecordedRequest(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
+        try:
+            if not self._authorized():
+                raise _HTTPError(401, {"error": "Unauthorized"})
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if method == "GET" and path == "/v1/models":
+                created = int(time.time())
+                cards = [
+                    {"id": m, "object": "model", "created": created, "owned_by": "vllm", "root": m, "parent": None, "max_model_len": 131072, "permission": []}
+                    for m in fake.models
+                ]
+                self._send_json(200, {"object": "list", "data": cards})
+                return
+            routes = {"/v1/completions": fake.completions, "/v1/chat/completions": fake.chat}
+            if method != "POST" or path not in routes:
+                raise _HTTPError(404, {"detail": "Not Found"})
+            if not isinstance(body, dict):
+                raise _HTTPError(400, _error_body("the body must be a JSON object", "BadRequestError", 400))
+            if fake.delay:
+                time.sleep(fake.delay)
+            status = fake._take_failure()
+            if status is not None:
+                kind = "RateLimitError" if status == 429 else "InternalServerError"
+                raise _HTTPError(status, _error_body(f"injected failure (HTTP {status})", kind, status))
+            whole, stream = routes[path](body)
+            if stream is not None:
+                self._send_sse(stream)
+            else:
+                self._send_json(200, whole)
+        except _HTTPError as err:
+            self._send_json(err.status, err.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout, a cancelled stream)
+        except Exception as exc:  # a bug here should reach the test as a 500 with its text
+            self._send_json(500, _error_body(f"{type(exc).__name__}: {exc}", "InternalServerError", 500))
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
