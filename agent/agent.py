@@ -171,7 +171,9 @@ class Agent(Generic[T]):
             list(tools), default_timeout=tool_timeout, max_result_chars=max_result_chars
         )
         self._output = OutputSpec(output_type) if output_type is not None else None
-        self._response_format = ResponseFormat.from_type(output_type) if output_type is not None else None
+        self._response_format = (
+            ResponseFormat.from_type(output_type) if output_type is not None else None
+        )
         # "memory": an in-memory saver, used by the runs that need one (a thread id, a
         # chat, an approval); a one-shot run skips checkpointing, which would otherwise
         # serialise the whole conversation at every step.
@@ -180,10 +182,14 @@ class Agent(Generic[T]):
             memory_saver() if checkpointer == "memory" else checkpointer  # type: ignore[assignment]
         )
         self._graph = build_agent_graph().compile(checkpointer=self.checkpointer)
-        self._graph_plain = build_agent_graph().compile() if self._checkpoint_on_demand else self._graph
+        self._graph_plain = (
+            build_agent_graph().compile() if self._checkpoint_on_demand else self._graph
+        )
 
     # -- configuration per run ---------------------------------------------------------
-    def system_config(self, reasoning: ReasoningLevel | None = None, registry: ToolRegistry | None = None) -> SystemConfig:
+    def system_config(
+        self, reasoning: ReasoningLevel | None = None, registry: ToolRegistry | None = None
+    ) -> SystemConfig:
         reg = registry or self.registry
         return SystemConfig(
             identity=self.identity,
@@ -219,9 +225,16 @@ class Agent(Generic[T]):
         on the same `thread_id`.
         """
         result: RunResult[T] | None = None
-        async for event in self._run_events(input, thread_id=thread_id, reasoning=reasoning,
-                                            message_history=message_history, deps=deps, resume=resume,
-                                            trace_path=trace_path, stream=False):
+        async for event in self._run_events(
+            input,
+            thread_id=thread_id,
+            reasoning=reasoning,
+            message_history=message_history,
+            deps=deps,
+            resume=resume,
+            trace_path=trace_path,
+            stream=False,
+        ):
             if isinstance(event, RunDone):
                 result = event.result
         assert result is not None
@@ -231,7 +244,9 @@ class Agent(Generic[T]):
         """`arun` for sync code."""
         return run_sync(self.arun(input, **kwargs))  # type: ignore[no-any-return]
 
-    async def astream(self, input: str | Sequence[Message] | None = None, **kwargs: Any) -> AsyncIterator[AgentEvent]:
+    async def astream(
+        self, input: str | Sequence[Message] | None = None, **kwargs: Any
+    ) -> AsyncIterator[AgentEvent]:
         """Typed events as the run goes: reasoning and answer deltas, tool calls, steps, the result.
 
         The last event is `RunDone(result)`; a run that fails raises after it.
@@ -239,24 +254,40 @@ class Agent(Generic[T]):
         async for event in self._run_events(input, stream=True, **kwargs):
             yield event
 
-    def stream(self, input: str | Sequence[Message] | None = None, **kwargs: Any) -> Iterator[AgentEvent]:
+    def stream(
+        self, input: str | Sequence[Message] | None = None, **kwargs: Any
+    ) -> Iterator[AgentEvent]:
         return iterate_sync(self.astream(input, **kwargs))
 
-    def chat(self, *, reasoning: ReasoningLevel | str | None = None, trace_path: str | Path | None = None) -> ChatSession:
+    def chat(
+        self, *, reasoning: ReasoningLevel | str | None = None, trace_path: str | Path | None = None
+    ) -> ChatSession:
         """A multi-turn conversation on its own thread."""
         return ChatSession(self, reasoning=reasoning, trace_path=trace_path)
 
-    def replay(self, trace: Trace | str | Path, *, strict: bool = True,
-               input: str | Sequence[Message] | None = None) -> RunResult[T]:
+    def replay(
+        self,
+        trace: Trace | str | Path,
+        *,
+        strict: bool = True,
+        input: str | Sequence[Message] | None = None,
+    ) -> RunResult[T]:
         """Re-run a recorded run with this agent's configuration, model and tools replayed."""
         return run_sync(self.areplay(trace, strict=strict, input=input))  # type: ignore[no-any-return]
 
-    async def areplay(self, trace: Trace | str | Path, *, strict: bool = True,
-                      input: str | Sequence[Message] | None = None) -> RunResult[T]:
+    async def areplay(
+        self,
+        trace: Trace | str | Path,
+        *,
+        strict: bool = True,
+        input: str | Sequence[Message] | None = None,
+    ) -> RunResult[T]:
         """`replay` for async code. Without `input`, the recorded input is used."""
         tr = trace if isinstance(trace, Trace) else Trace.load(trace)
-        clone = self._with(model=ReplayModel(tr, strict=strict),
-                           registry=ReplayToolRegistry(tr, self.registry, strict=strict))
+        clone = self._with(
+            model=ReplayModel(tr, strict=strict),
+            registry=ReplayToolRegistry(tr, self.registry, strict=strict),
+        )
         if input is None:
             first = tr.model_calls[0] if tr.model_calls else None
             input = [Message.from_dict(d) for d in (first or {}).get("new_messages", [])]
@@ -294,23 +325,46 @@ class Agent(Generic[T]):
         level = parse_reasoning(reasoning) if reasoning else self.reasoning
         system = self.system_config(level)
         developer = self.developer_config()
-        path = Path(trace_path) if trace_path else (self.trace_dir / f"{run_id}.jsonl" if self.trace_dir else None)
+        path = (
+            Path(trace_path)
+            if trace_path
+            else (self.trace_dir / f"{run_id}.jsonl" if self.trace_dir else None)
+        )
         if recorder is None:
             recorder = TraceRecorder(path=path, redactor=self.redactor)
-        recorder.start(run_id=run_id, model=self.model.name, system=system, developer=developer,
-                       tools=self.registry.recipients(),
-                       extra={"agent": self.name, "system": _system_dict(system),
-                              "developer": _developer_dict(developer)})
-        ctx = ToolContext(run_id=run_id,
-                          artifacts_dir=self.artifacts_dir or Path(".harmonygraph") / "artifacts" / run_id,
-                          deps=deps if deps is not None else self.deps)
-        runtime = LoopRuntime(
-            model=self.model, registry=self.registry, system=system, developer=developer,
-            settings=self.settings, limits=self.limits, recorder=recorder, ctx=ctx,
-            output=self._output, stream_model=stream,
+        recorder.start(
+            run_id=run_id,
+            model=self.model.name,
+            system=system,
+            developer=developer,
+            tools=self.registry.recipients(),
+            extra={
+                "agent": self.name,
+                "system": _system_dict(system),
+                "developer": _developer_dict(developer),
+            },
         )
-        config: dict[str, Any] = {"configurable": {"thread_id": thread, "hg_runtime": runtime},
-                                  "recursion_limit": max(100, self.limits.max_steps * 4 + 20)}
+        ctx = ToolContext(
+            run_id=run_id,
+            artifacts_dir=self.artifacts_dir or Path(".harmonygraph") / "artifacts" / run_id,
+            deps=deps if deps is not None else self.deps,
+        )
+        runtime = LoopRuntime(
+            model=self.model,
+            registry=self.registry,
+            system=system,
+            developer=developer,
+            settings=self.settings,
+            limits=self.limits,
+            recorder=recorder,
+            ctx=ctx,
+            output=self._output,
+            stream_model=stream,
+        )
+        config: dict[str, Any] = {
+            "configurable": {"thread_id": thread, "hg_runtime": runtime},
+            "recursion_limit": max(100, self.limits.max_steps * 4 + 20),
+        }
         if resume is not None:
             graph_input: Any = Command(resume=resume)
         else:
@@ -320,12 +374,25 @@ class Agent(Generic[T]):
             elif input is not None:
                 new.extend(input)
             graph_input = {
-                "messages": new, "status": "running", "steps": 0, "tool_calls": 0, "usage": Usage(),
-                "output_retries": 0, "output_errors": [], "error": None, "output": None,
-                "repeat_key": None, "repeat_count": 0, "started_at": time.monotonic(),
+                "messages": new,
+                "status": "running",
+                "steps": 0,
+                "tool_calls": 0,
+                "usage": Usage(),
+                "output_retries": 0,
+                "output_errors": [],
+                "error": None,
+                "output": None,
+                "repeat_key": None,
+                "repeat_count": 0,
+                "started_at": time.monotonic(),
             }
-        needs_checkpoint = (thread_id is not None or resume is not None or recorder_given
-                            or any(self.registry.needs_approval(r) for r in self.registry.recipients()))
+        needs_checkpoint = (
+            thread_id is not None
+            or resume is not None
+            or recorder_given
+            or any(self.registry.needs_approval(r) for r in self.registry.recipients())
+        )
         graph = self._graph if needs_checkpoint else self._graph_plain
         before = await self._message_count(config) if needs_checkpoint else len(message_history)
         state: dict[str, Any] = {}
@@ -345,8 +412,13 @@ class Agent(Generic[T]):
         finally:
             await self.registry.close(ctx)
         result = self._result(state, pending, run_id, thread, before, recorder, path)
-        recorder.end(status=result.status, output=result.output, usage=result.usage, error=result.error,
-                     cost_usd=result.cost_usd)
+        recorder.end(
+            status=result.status,
+            output=result.output,
+            usage=result.usage,
+            error=result.error,
+            cost_usd=result.cost_usd,
+        )
         result.trace = Trace(list(recorder.records), path)
         if stream:
             yield RunDone(result)
@@ -360,8 +432,16 @@ class Agent(Generic[T]):
         snapshot = await self._graph.aget_state(config)
         return len(snapshot.values.get("messages", [])) if snapshot and snapshot.values else 0
 
-    def _result(self, state: dict[str, Any], pending: Any, run_id: str, thread: str, before: int,
-                recorder: TraceRecorder, path: Path | None) -> RunResult[T]:
+    def _result(
+        self,
+        state: dict[str, Any],
+        pending: Any,
+        run_id: str,
+        thread: str,
+        before: int,
+        recorder: TraceRecorder,
+        path: Path | None,
+    ) -> RunResult[T]:
         messages = list(state.get("messages", []))
         usage = state.get("usage") or Usage()
         status = state.get("status", "running")
@@ -406,36 +486,62 @@ def _raise_for_status(result: RunResult[Any]) -> None:
 
 
 def _system_dict(s: SystemConfig) -> dict[str, Any]:
-    return {"identity": s.identity, "knowledge_cutoff": s.knowledge_cutoff, "current_date": s.current_date,
-            "reasoning": s.reasoning, "builtin_tools": [ns.model_dump() for ns in s.builtin_tools]}
+    return {
+        "identity": s.identity,
+        "knowledge_cutoff": s.knowledge_cutoff,
+        "current_date": s.current_date,
+        "reasoning": s.reasoning,
+        "builtin_tools": [ns.model_dump() for ns in s.builtin_tools],
+    }
 
 
 def _developer_dict(d: DeveloperConfig) -> dict[str, Any]:
     fmt = d.response_format
-    return {"instructions": d.instructions, "tools": [ns.model_dump() for ns in d.tools],
-            "response_format": {"name": fmt.name, "schema": fmt.schema, "description": fmt.description} if fmt else None}
+    return {
+        "instructions": d.instructions,
+        "tools": [ns.model_dump() for ns in d.tools],
+        "response_format": {"name": fmt.name, "schema": fmt.schema, "description": fmt.description}
+        if fmt
+        else None,
+    }
 
 
 class ChatSession:
     """A multi-turn conversation with an agent: each `send` is a run on the same thread."""
 
-    def __init__(self, agent: Agent[Any], *, reasoning: ReasoningLevel | str | None = None,
-                 trace_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        agent: Agent[Any],
+        *,
+        reasoning: ReasoningLevel | str | None = None,
+        trace_path: str | Path | None = None,
+    ) -> None:
         self.agent = agent
-        self.reasoning: ReasoningLevel = parse_reasoning(reasoning) if reasoning else agent.reasoning
+        self.reasoning: ReasoningLevel = (
+            parse_reasoning(reasoning) if reasoning else agent.reasoning
+        )
         self.thread_id = uuid.uuid4().hex[:12]
-        self.recorder = TraceRecorder(path=Path(trace_path) if trace_path else None, redactor=agent.redactor)
+        self.recorder = TraceRecorder(
+            path=Path(trace_path) if trace_path else None, redactor=agent.redactor
+        )
         self.usage = Usage()
         self.turns = 0
         if agent.checkpointer is None:
-            raise ValueError("a chat session needs a checkpointer to keep the conversation; use the default")
+            raise ValueError(
+                "a chat session needs a checkpointer to keep the conversation; use the default"
+            )
 
     def set_reasoning(self, level: str) -> None:
         self.reasoning = parse_reasoning(level)
 
     async def asend_events(self, text: str) -> AsyncIterator[AgentEvent]:
-        async for event in self.agent._run_events(text, thread_id=self.thread_id, reasoning=self.reasoning,
-                                                   stream=True, recorder=self.recorder):
+        async for event in self.agent._run_events(
+            text,
+            thread_id=self.thread_id,
+            reasoning=self.reasoning,
+            stream=True,
+            recorder=self.recorder,
+        ):
             if isinstance(event, RunDone):
                 self.usage = self.usage + event.result.usage
                 self.turns += 1
@@ -458,6 +564,8 @@ class ChatSession:
 
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.recorder.records), encoding="utf-8")
+        p.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.recorder.records),
+            encoding="utf-8",
+        )
         return p
-

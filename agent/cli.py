@@ -21,9 +21,16 @@ app = typer.Typer(
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL (env HARMONYGRAPH_BASE_URL)")]
-ModelName = Annotated[str | None, typer.Option("--model", help="model name (env HARMONYGRAPH_MODEL)")]
-Api = Annotated[str | None, typer.Option("--api", help="completions (harmony rendered here) or chat")]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server URL (env HARMONYGRAPH_BASE_URL)"),
+]
+ModelName = Annotated[
+    str | None, typer.Option("--model", help="model name (env HARMONYGRAPH_MODEL)")
+]
+Api = Annotated[
+    str | None, typer.Option("--api", help="completions (harmony rendered here) or chat")
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -42,7 +49,9 @@ def _print_json(data: Any) -> None:
 @app.command("run")
 def run_task(
     task_file: Annotated[Path, typer.Argument(help="the task file (YAML)")],
-    out: Annotated[Path, typer.Option("--out", help="folder for result.json and trace.jsonl")] = Path("out/run"),
+    out: Annotated[
+        Path, typer.Option("--out", help="folder for result.json and trace.jsonl")
+    ] = Path("out/run"),
     base_url: BaseUrl = None,
     model: ModelName = None,
     api: Api = None,
@@ -51,7 +60,7 @@ def run_task(
 ) -> None:
     """Run the agent a task file describes; write its result and trace to --out."""
     from agent.agent import AgentRunError
-    from agent.events import FinalDelta, ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
+    from agent.events import ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
     from agent.models.base import iterate_sync
     from agent.task import TaskError, agent_for_task, load_task
 
@@ -60,7 +69,9 @@ def run_task(
         out.mkdir(parents=True, exist_ok=True)
         trace_path = out / "trace.jsonl"
         trace_path.unlink(missing_ok=True)
-        agent = agent_for_task(spec, base_url=base_url, model=model, api=api, artifacts_dir=out / "artifacts")
+        agent = agent_for_task(
+            spec, base_url=base_url, model=model, api=api, artifacts_dir=out / "artifacts"
+        )
     except (TaskError, ValueError, ImportError, OSError) as exc:
         raise fail(str(exc)) from None
 
@@ -69,26 +80,28 @@ def run_task(
     try:
         with console.status(f"running {spec.name}…", spinner="dots") if not as_json else _null():
             for event in iterate_sync(agent.astream(spec.input, trace_path=trace_path)):
-                if as_json:
+                if isinstance(event, RunDone):
+                    result = event.result
+                elif as_json:
                     continue
-                if isinstance(event, ToolCallEvent):
+                elif isinstance(event, ToolCallEvent):
                     console.print(f"[cyan]→ {event.recipient}[/] {event.arguments[:200]}")
                 elif isinstance(event, ToolResultEvent):
                     colour = "green" if event.status == "ok" else "yellow"
-                    console.print(f"[{colour}]← {event.recipient} {event.status}[/] ({event.duration_s * 1000:.0f} ms)")
+                    console.print(
+                        f"[{colour}]← {event.recipient} {event.status}[/] ({event.duration_s * 1000:.0f} ms)"
+                    )
                 elif isinstance(event, ReasoningDelta) and show_reasoning:
                     console.print(f"[dim]{event.text}[/]", end="")
-                elif isinstance(event, FinalDelta):
-                    pass
-                elif isinstance(event, RunDone):
-                    result = event.result
     except AgentRunError as exc:
         error, result = exc, exc.result
     except Exception as exc:  # a model server that is down, a tool set-up failure
         raise fail(f"{type(exc).__name__}: {exc}") from None
     assert result is not None
     payload = _result_payload(result)
-    (out / "result.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    (out / "result.json").write_text(
+        json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+    )
     if as_json:
         _print_json(payload)
     else:
@@ -144,13 +157,24 @@ def chat(
     model: ModelName = None,
     api: Api = None,
     reasoning: Annotated[str, typer.Option("--reasoning", help="low, medium or high")] = "medium",
-    show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="print the chain of thought")] = False,
+    show_reasoning: Annotated[
+        bool, typer.Option("--show-reasoning", help="print the chain of thought")
+    ] = False,
     instructions: Annotated[str | None, typer.Option("--instructions")] = None,
-    tools: Annotated[str, typer.Option("--tools", help="built-in tools, comma-separated: python,browser")] = "",
+    tools: Annotated[
+        str, typer.Option("--tools", help="built-in tools, comma-separated: python,browser")
+    ] = "",
 ) -> None:
     """Chat with a gpt-oss agent in the terminal, streaming its answers and tool calls."""
     from agent.agent import Agent, AgentRunError
-    from agent.events import CommentaryDelta, FinalDelta, ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
+    from agent.events import (
+        CommentaryDelta,
+        FinalDelta,
+        ReasoningDelta,
+        RunDone,
+        ToolCallEvent,
+        ToolResultEvent,
+    )
     from agent.harmony.prompt import parse_reasoning
     from agent.models import make_model
     from agent.models.base import iterate_sync
@@ -205,7 +229,9 @@ def chat(
                 console.print(f"[dim]trace saved to {path}[/]")
             elif cmd == "/usage":
                 u = session.usage
-                console.print(f"[dim]{session.turns} turns · {u.input_tokens} in / {u.output_tokens} out tokens[/]")
+                console.print(
+                    f"[dim]{session.turns} turns · {u.input_tokens} in / {u.output_tokens} out tokens[/]"
+                )
             else:
                 console.print(f"[red]unknown command {cmd}[/] · {CHAT_HELP}")
             continue
@@ -225,7 +251,9 @@ def chat(
                         in_reasoning = False
                     console.print(event.text, end="", markup=False)
                 elif isinstance(event, ToolCallEvent):
-                    console.print(f"\n[cyan]→ {event.recipient}[/] {event.arguments[:200]}", markup=True)
+                    console.print(
+                        f"\n[cyan]→ {event.recipient}[/] {event.arguments[:200]}", markup=True
+                    )
                 elif isinstance(event, ToolResultEvent):
                     console.print(f"[green]← {event.recipient} {event.status}[/]")
                 elif isinstance(event, RunDone):
@@ -243,7 +271,9 @@ def chat(
 @app.command("replay")
 def replay(
     trace_file: Annotated[Path, typer.Argument(help="a trace written by a run (JSON Lines)")],
-    strict: Annotated[bool, typer.Option("--strict/--lenient", help="fail at the first request that differs")] = True,
+    strict: Annotated[
+        bool, typer.Option("--strict/--lenient", help="fail at the first request that differs")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-run a recorded run with the model and the tools replayed; say where it diverges."""
@@ -297,7 +327,9 @@ def _mount_subcommands() -> None:
     from tools.browser.cli import app as browse_app
     from tools.retrieval.cli import db_app, index_app
 
-    app.add_typer(harmony_app, name="harmony", help="Render prompts and parse completions in harmony.")
+    app.add_typer(
+        harmony_app, name="harmony", help="Render prompts and parse completions in harmony."
+    )
     app.add_typer(sandbox_app, name="sandbox", help="The sandboxed Python the python tool runs in.")
     app.add_typer(browse_app, name="browse", help="The browser tool, as the model sees it.")
     app.add_typer(db_app, name="db", help="The embedded Postgres (pgvector).")
@@ -308,3 +340,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _mount_subcommands()
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -28,42 +28,74 @@ def _vocabulary() -> Check:
 def _model(base_url: str | None) -> Check:
     import httpx
 
-    url = (base_url or os.environ.get("HARMONYGRAPH_BASE_URL") or "http://localhost:8000/v1").rstrip("/")
+    url = (
+        base_url or os.environ.get("HARMONYGRAPH_BASE_URL") or "http://localhost:8000/v1"
+    ).rstrip("/")
     headers = {"Authorization": f"Bearer {os.environ.get('HARMONYGRAPH_API_KEY', 'EMPTY')}"}
     try:
         r = httpx.get(f"{url}/models", timeout=3.0, headers=headers)
     except httpx.HTTPError as exc:
-        return Check("model endpoint", False,
-                     f"nothing answers at {url} ({type(exc).__name__}): start vLLM/Ollama there or pass "
-                     "--base-url / set HARMONYGRAPH_BASE_URL (the demo needs no server)")
+        return Check(
+            "model endpoint",
+            False,
+            f"nothing answers at {url} ({type(exc).__name__}): start vLLM/Ollama there or pass "
+            "--base-url / set HARMONYGRAPH_BASE_URL (the demo needs no server)",
+        )
     if r.status_code in (401, 403):
-        return Check("model endpoint", False, f"{url} refused the API key: set HARMONYGRAPH_API_KEY")
+        return Check(
+            "model endpoint", False, f"{url} refused the API key: set HARMONYGRAPH_API_KEY"
+        )
     if r.status_code != 200:
         return Check("model endpoint", False, f"{url}/models answered HTTP {r.status_code}")
     try:
         names = [m["id"] for m in r.json().get("data", [])]
     except ValueError:
-        return Check("model endpoint", False, f"{url}/models did not answer JSON: is it an OpenAI-compatible server?")
+        return Check(
+            "model endpoint",
+            False,
+            f"{url}/models did not answer JSON: is it an OpenAI-compatible server?",
+        )
     return Check("model endpoint", True, f"{url} serves {', '.join(names) or 'no models'}")
 
 
 def _docker() -> Check:
     if not shutil.which("docker"):
-        return Check("docker", False, "no docker client: install docker.io (the sandbox falls back to "
-                     "HARMONYGRAPH_SANDBOX=local, which is weaker)")
+        return Check(
+            "docker",
+            False,
+            "no docker client: install docker.io (the sandbox falls back to "
+            "HARMONYGRAPH_SANDBOX=local, which is weaker)",
+        )
     try:
-        proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              text=True, timeout=10)
+        proc = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except subprocess.TimeoutExpired:
         return Check("docker", False, "`docker info` hung: is the engine starting?")
     if proc.returncode != 0:
-        return Check("docker", False, "no Docker engine answers: start one (as root: dockerd --iptables=false "
-                     "--bridge=none &) or use HARMONYGRAPH_SANDBOX=local")
+        return Check(
+            "docker",
+            False,
+            "no Docker engine answers: start one (as root: dockerd --iptables=false "
+            "--bridge=none &) or use HARMONYGRAPH_SANDBOX=local",
+        )
     image = os.environ.get("HARMONYGRAPH_SANDBOX_IMAGE", "harmonygraph-sandbox:0.1")
-    have = subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=10).returncode == 0
+    have = (
+        subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, timeout=10
+        ).returncode
+        == 0
+    )
     if not have:
-        return Check("docker", False, f"engine {proc.stdout.strip()} answers, but image {image} is missing: "
-                     "run `harmonygraph sandbox build`")
+        return Check(
+            "docker",
+            False,
+            f"engine {proc.stdout.strip()} answers, but image {image} is missing: "
+            "run `harmonygraph sandbox build`",
+        )
     return Check("docker", True, f"engine {proc.stdout.strip()}, image {image} present")
 
 
@@ -73,22 +105,39 @@ def _postgres() -> Check:
         try:
             import psycopg
         except ImportError:
-            return Check("postgres", False, "psycopg is not installed: pip install 'harmonygraph[retrieval]'")
+            return Check(
+                "postgres", False, "psycopg is not installed: pip install 'harmonygraph[retrieval]'"
+            )
         try:
             with psycopg.connect(url, connect_timeout=3) as conn:
-                row = conn.execute("select extversion from pg_extension where extname = 'vector'").fetchone()
+                row = conn.execute(
+                    "select extversion from pg_extension where extname = 'vector'"
+                ).fetchone()
         except psycopg.Error as exc:
-            return Check("postgres", False, f"DATABASE_URL does not connect: {str(exc).splitlines()[0]}")
+            return Check(
+                "postgres", False, f"DATABASE_URL does not connect: {str(exc).splitlines()[0]}"
+            )
         if row is None:
-            return Check("postgres", False, "connected, but pgvector is not enabled: CREATE EXTENSION vector "
-                         "(or let `harmonygraph index add` do it)")
+            return Check(
+                "postgres",
+                False,
+                "connected, but pgvector is not enabled: CREATE EXTENSION vector "
+                "(or let `harmonygraph index add` do it)",
+            )
         return Check("postgres", True, f"DATABASE_URL connects, pgvector {row[0]}")
     try:
         import pgserver  # noqa: F401
     except ImportError:
-        return Check("postgres", False, "no DATABASE_URL and pgserver is not installed: "
-                     "pip install 'harmonygraph[retrieval]'")
-    return Check("postgres", True, "embedded Postgres available (pgserver); `harmonygraph db start` starts it")
+        return Check(
+            "postgres",
+            False,
+            "no DATABASE_URL and pgserver is not installed: pip install 'harmonygraph[retrieval]'",
+        )
+    return Check(
+        "postgres",
+        True,
+        "embedded Postgres available (pgserver); `harmonygraph db start` starts it",
+    )
 
 
 def run_checks(base_url: str | None = None) -> list[Check]:

@@ -73,5 +73,11 @@ class RunDone:
 
 
 AgentEvent = (
-    ReasoningDelta | CommentaryDelta | FinalDelta | ToolCallEvent | ToolResultEvent | StepDone | RunDone
+    ReasoningDelta
+    | CommentaryDelta
+    | FinalDelta
+    | ToolCallEvent
+    | ToolResultEvent
+    | StepDone
+    | RunDone
 )

@@ -25,14 +25,24 @@ __all__ = ["AgentReplay"]
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harmonygraph")
-    group.addoption("--record", action="store_true", default=False,
-                    help="run agents live and (re)record their traces instead of replaying them")
-    group.addoption("--replay-lenient", action="store_true", default=False,
-                    help="replay traces in recorded order without checking requests")
+    group.addoption(
+        "--record",
+        action="store_true",
+        default=False,
+        help="run agents live and (re)record their traces instead of replaying them",
+    )
+    group.addoption(
+        "--replay-lenient",
+        action="store_true",
+        default=False,
+        help="replay traces in recorded order without checking requests",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "agent_trace(path): the trace file an agent_replay test replays or records")
+    config.addinivalue_line(
+        "markers", "agent_trace(path): the trace file an agent_replay test replays or records"
+    )
 
 
 class AgentReplay:
@@ -49,8 +59,10 @@ class AgentReplay:
             self.path.unlink(missing_ok=True)
             return agent.run(input, trace_path=self.path)
         if not self.path.exists():
-            pytest.fail(f"no trace at {self.path}: run `pytest --record` with a model server to record it",
-                        pytrace=False)
+            pytest.fail(
+                f"no trace at {self.path}: run `pytest --record` with a model server to record it",
+                pytrace=False,
+            )
         return agent.replay(self.path, strict=self.strict, input=input)
 
 
@@ -63,5 +75,8 @@ def agent_replay(request: pytest.FixtureRequest) -> AgentReplay:
             path = Path(request.node.path).parent / path
     else:
         path = Path(request.node.path).parent / "traces" / f"{request.node.name}.jsonl"
-    return AgentReplay(path, record=request.config.getoption("--record"),
-                       strict=not request.config.getoption("--replay-lenient"))
+    return AgentReplay(
+        path,
+        record=request.config.getoption("--record"),
+        strict=not request.config.getoption("--replay-lenient"),
+    )

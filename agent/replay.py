@@ -44,9 +44,17 @@ def agent_from_trace(trace: Trace, *, strict: bool = True) -> Any:
     system = header.get("system")
     developer = header.get("developer")
     if system is None or developer is None:
-        raise TraceError("the trace header lacks the system and developer configuration; it cannot replay alone")
-    toolsets = [RecordedToolset(ToolNamespaceConfig(**ns), builtin=True) for ns in system.get("builtin_tools", [])]
-    toolsets += [RecordedToolset(ToolNamespaceConfig(**ns), builtin=False) for ns in developer.get("tools", [])]
+        raise TraceError(
+            "the trace header lacks the system and developer configuration; it cannot replay alone"
+        )
+    toolsets = [
+        RecordedToolset(ToolNamespaceConfig(**ns), builtin=True)
+        for ns in system.get("builtin_tools", [])
+    ]
+    toolsets += [
+        RecordedToolset(ToolNamespaceConfig(**ns), builtin=False)
+        for ns in developer.get("tools", [])
+    ]
     registry = ReplayToolRegistry(trace, ToolRegistry(toolsets), strict=strict)
     fmt = developer.get("response_format")
     agent: Agent[Any] = Agent(
@@ -61,7 +69,9 @@ def agent_from_trace(trace: Trace, *, strict: bool = True) -> Any:
     )
     agent.registry = registry
     if fmt:
-        agent._response_format = ResponseFormat(fmt["name"], fmt["schema"], fmt.get("description", ""))
+        agent._response_format = ResponseFormat(
+            fmt["name"], fmt["schema"], fmt.get("description", "")
+        )
     return agent
 
 
@@ -85,17 +95,24 @@ def replay_trace(path: str | Path | Trace, *, strict: bool = True) -> dict[str, 
     if strict and recorded_end.get("status") and recorded_end["status"] != result.status:
         from agent.trace import ReplayDivergence
 
-        raise ReplayDivergence(result.steps, f"the run ended {result.status}; the recording ended {recorded_end['status']}")
+        raise ReplayDivergence(
+            result.steps,
+            f"the run ended {result.status}; the recording ended {recorded_end['status']}",
+        )
     model = agent.model
     assert isinstance(model, ReplayModel)
     if strict and model.remaining:
         from agent.trace import ReplayDivergence
 
-        raise ReplayDivergence(result.steps + 1, f"the run ended with {model.remaining} recorded model call(s) unused")
+        raise ReplayDivergence(
+            result.steps + 1, f"the run ended with {model.remaining} recorded model call(s) unused"
+        )
     return {
         "ok": True,
         "status": result.status,
         "model_calls": len(trace.model_calls) - model.remaining,
         "tool_calls": result.tool_calls,
-        "output": result.output.model_dump() if hasattr(result.output, "model_dump") else result.output,
+        "output": result.output.model_dump()
+        if hasattr(result.output, "model_dump")
+        else result.output,
     }

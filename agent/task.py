@@ -43,7 +43,9 @@ class ModelSpec(_Strict):
     base_url: str | None = None
     name: str | None = None
     api: Literal["completions", "chat"] | None = None
-    api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
+    api_key_env: str | None = Field(
+        None, description="name of the environment variable holding the key"
+    )
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -80,7 +82,9 @@ class TaskSpec(_Strict):
         out = []
         for t in self.tools:
             if isinstance(t, str):
-                out.append(ToolSpec(builtin=t) if t in ("python", "browser") else ToolSpec(**{"import": t}))
+                out.append(
+                    ToolSpec(builtin=t) if t in ("python", "browser") else ToolSpec(**{"import": t})
+                )
             else:
                 out.append(t)
         return out
@@ -95,7 +99,11 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             return []
         ann = field.annotation
-        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        candidates = [
+            a
+            for a in getattr(ann, "__args__", (ann,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not candidates:
             return []
         model = candidates[0]
@@ -187,14 +195,33 @@ def agent_for_task(
     if spec.output_type:
         output_type = import_object(spec.output_type)
     m = spec.model
-    settings = ModelSettings(**{k: v for k, v in {
-        "max_tokens": m.max_tokens, "temperature": m.temperature, "top_p": m.top_p, "timeout": m.timeout,
-    }.items() if v is not None})
+    settings = ModelSettings(
+        **{
+            k: v
+            for k, v in {
+                "max_tokens": m.max_tokens,
+                "temperature": m.temperature,
+                "top_p": m.top_p,
+                "timeout": m.timeout,
+            }.items()
+            if v is not None
+        }
+    )
     api_key = os.environ.get(m.api_key_env) if m.api_key_env else None
-    client = make_model(base_url=base_url or m.base_url, model=model or m.name, api=api or m.api,
-                        api_key=api_key)
+    client = make_model(
+        base_url=base_url or m.base_url, model=model or m.name, api=api or m.api, api_key=api_key
+    )
     limits = RunLimits(**spec.limits.model_dump(exclude_none=True))
-    return Agent(client, tools, instructions=spec.instructions, reasoning=spec.reasoning,
-                 output_type=output_type, name=spec.name, limits=limits, settings=settings,
-                 trace_dir=trace_dir, artifacts_dir=artifacts_dir,
-                 redact=[api_key] if api_key else ())
+    return Agent(
+        client,
+        tools,
+        instructions=spec.instructions,
+        reasoning=spec.reasoning,
+        output_type=output_type,
+        name=spec.name,
+        limits=limits,
+        settings=settings,
+        trace_dir=trace_dir,
+        artifacts_dir=artifacts_dir,
+        redact=[api_key] if api_key else (),
+    )

@@ -104,7 +104,9 @@ class _Script:
             if self._callable is not None:
                 text = self._callable(request)
                 if not isinstance(text, str):
-                    raise TypeError(f"{self._owner}'s script returned {type(text).__name__}, not str")
+                    raise TypeError(
+                        f"{self._owner}'s script returned {type(text).__name__}, not str"
+                    )
                 return text
             if index >= len(self._items):
                 raise ScriptExhaustedError(
@@ -171,7 +173,9 @@ class ScriptedModel:
         output = len(get_encoding().encode(text, allowed_special="all"))
         return Usage(prompt.length, output), prompt.sha256, prompt.length
 
-    def _response(self, request: ModelRequest, text: str, messages: list[Message], t0: float) -> ModelResponse:
+    def _response(
+        self, request: ModelRequest, text: str, messages: list[Message], t0: float
+    ) -> ModelResponse:
         usage, sha, length = self._usage(request, text)
         last = messages[-1] if messages else None
         finish = "length" if last is not None and last.stop is None else "stop"
@@ -224,10 +228,17 @@ class ScriptedModel:
 
 @dataclass(frozen=True)
 class RecordedRequest:
+    """One request the fake server received; also readable as a dict (`r["body"]`)."""
+
     method: str
     path: str
     headers: dict[str, str]
     body: Any
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in ("method", "path", "headers", "body"):
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 class _HTTPError(Exception):
@@ -352,7 +363,9 @@ class FakeOpenAIServer:
             )
         return str(name)
 
-    def _generate(self, body: dict[str, Any], max_tokens: int, extra_stops: Sequence[int]) -> _Generated:
+    def _generate(
+        self, body: dict[str, Any], max_tokens: int, extra_stops: Sequence[int]
+    ) -> _Generated:
         try:
             text = self._script.next(body)
         except ScriptExhaustedError as exc:
@@ -385,11 +398,13 @@ class FakeOpenAIServer:
             if skip_special and enc.is_special_token(tok):
                 pieces.append(b"")
             else:
-                pieces.append(bytes(enc._inner.decode_bytes([tok])))  # type: ignore[attr-defined]
+                pieces.append(bytes(enc._inner.decode_bytes([tok])))
         return pieces
 
     # /v1/completions
-    def completions(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]] | None]:
+    def completions(
+        self, body: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]] | None]:
         model = self._check_model(body)
         enc = get_encoding()
         prompt = body.get("prompt")
@@ -402,9 +417,13 @@ class FakeOpenAIServer:
         elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt) and prompt:
             prompt_ids = list(prompt)
         else:
-            raise _HTTPError(400, _error_body("please provide at least one prompt", "BadRequestError", 400))
+            raise _HTTPError(
+                400, _error_body("please provide at least one prompt", "BadRequestError", 400)
+            )
         max_tokens = body.get("max_tokens")
-        gen = self._generate(body, 16 if max_tokens is None else int(max_tokens), body.get("stop_token_ids") or ())
+        gen = self._generate(
+            body, 16 if max_tokens is None else int(max_tokens), body.get("stop_token_ids") or ()
+        )
         skip_special = body.get("skip_special_tokens", True) is not False
         with_ids = bool(body.get("return_token_ids"))
         usage = {
@@ -455,9 +474,22 @@ class FakeOpenAIServer:
                     choice["token_ids"] = ids
                     if start == 0:
                         choice["prompt_token_ids"] = prompt_ids
-                yield {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [choice]}
+                yield {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                }
             if (body.get("stream_options") or {}).get("include_usage"):
-                yield {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage}
+                yield {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
 
         return None, chunks()
 
@@ -511,10 +543,15 @@ class FakeOpenAIServer:
                     )
                 out.append(Message.tool_result(f"functions.{calls[call_id]}", content))
             else:
-                raise _HTTPError(400, _error_body(f"messages[{i}]: unknown role {role!r}", "BadRequestError", 400))
+                raise _HTTPError(
+                    400,
+                    _error_body(f"messages[{i}]: unknown role {role!r}", "BadRequestError", 400),
+                )
         return out, "\n".join(instructions) or None
 
-    def chat(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]] | None]:
+    def chat(
+        self, body: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]] | None]:
         model = self._check_model(body)
         effort = body.get("reasoning_effort")
         if effort is not None and effort not in ("low", "medium", "high"):
@@ -530,18 +567,26 @@ class FakeOpenAIServer:
         conversation, instructions = self._chat_to_harmony(body)
         with self._lock:
             self.chat_conversations.append(conversation)
-        prompt_tokens = self._chat_prompt_tokens(body, conversation, instructions, effort or "medium")
+        prompt_tokens = self._chat_prompt_tokens(
+            body, conversation, instructions, effort or "medium"
+        )
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 1 << 30
         gen = self._generate({**body, "include_stop_str_in_output": True}, int(max_tokens), ())
         enc = get_encoding()
         messages = parse_completion_text(enc.decode(gen.token_ids)).messages
         reasoning = "\n".join(m.content for m in messages if m.is_reasoning) or None
-        content = "".join(m.content for m in messages if m.is_final or m.is_preamble or m.channel is None) or None
-        tool_calls = [
+        content = (
+            "".join(m.content for m in messages if m.is_final or m.is_preamble or m.channel is None)
+            or None
+        )
+        tool_calls: list[dict[str, Any]] = [
             {
                 "id": f"chatcmpl-tool-{uuid.uuid4().hex}",
                 "type": "function",
-                "function": {"name": (m.recipient or "").removeprefix("functions."), "arguments": m.content},
+                "function": {
+                    "name": (m.recipient or "").removeprefix("functions."),
+                    "arguments": m.content,
+                },
             }
             for m in messages
             if m.is_tool_call
@@ -571,7 +616,13 @@ class FakeOpenAIServer:
                 "created": created,
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish, "stop_reason": gen.stop_reason}
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": finish,
+                        "stop_reason": gen.stop_reason,
+                    }
                 ],
                 "usage": usage,
             }, None
@@ -582,7 +633,9 @@ class FakeOpenAIServer:
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                ],
             }
 
         def pieces(text: str) -> Iterator[str]:
@@ -600,20 +653,38 @@ class FakeOpenAIServer:
                 yield chunk(
                     {
                         "tool_calls": [
-                            {"index": index, "id": call["id"], "type": "function", "function": {"name": fn["name"], "arguments": ""}}
+                            {
+                                "index": index,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": fn["name"], "arguments": ""},
+                            }
                         ]
                     }
                 )
                 for piece in pieces(fn["arguments"]):
-                    yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                    yield chunk(
+                        {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                    )
             yield chunk({}, finish)
             if (body.get("stream_options") or {}).get("include_usage"):
-                yield {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
+                yield {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
 
         return None, chunks()
 
     def _chat_prompt_tokens(
-        self, body: dict[str, Any], conversation: list[Message], instructions: str | None, effort: str
+        self,
+        body: dict[str, Any],
+        conversation: list[Message],
+        instructions: str | None,
+        effort: str,
     ) -> int:
         from openai_harmony import ToolDescription, ToolNamespaceConfig
 
@@ -621,12 +692,16 @@ class FakeOpenAIServer:
 
         tools = [
             ToolDescription.new(
-                t["function"]["name"], t["function"].get("description") or "", t["function"].get("parameters")
+                t["function"]["name"],
+                t["function"].get("description") or "",
+                t["function"].get("parameters"),
             )
             for t in body.get("tools") or []
             if t.get("type") == "function"
         ]
-        namespaces = (ToolNamespaceConfig(name="functions", description=None, tools=tools),) if tools else ()
+        namespaces = (
+            (ToolNamespaceConfig(name="functions", description=None, tools=tools),) if tools else ()
+        )
         renderer = ConversationRenderer(
             SystemConfig(reasoning=effort, current_date=None),  # type: ignore[arg-type]
             DeveloperConfig(instructions=instructions, tools=namespaces),
@@ -681,7 +756,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body = raw.decode("utf-8", errors="replace")
         with fake._lock:
             fake.requests.append(
-                RecordedRequest(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                RecordedRequest(
+                    method, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                )
             )
         try:
             if not self._authorized():
@@ -689,8 +766,17 @@ class _Handler(BaseHTTPRequestHandler):
             path = self.path.split("?", 1)[0].rstrip("/")
             if method == "GET" and path == "/v1/models":
                 created = int(time.time())
-                cards = [
-                    {"id": m, "object": "model", "created": created, "owned_by": "vllm", "root": m, "parent": None, "max_model_len": 131072, "permission": []}
+                cards: list[dict[str, Any]] = [
+                    {
+                        "id": m,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "vllm",
+                        "root": m,
+                        "parent": None,
+                        "max_model_len": 131072,
+                        "permission": [],
+                    }
                     for m in fake.models
                 ]
                 self._send_json(200, {"object": "list", "data": cards})
@@ -699,13 +785,17 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "POST" or path not in routes:
                 raise _HTTPError(404, {"detail": "Not Found"})
             if not isinstance(body, dict):
-                raise _HTTPError(400, _error_body("the body must be a JSON object", "BadRequestError", 400))
+                raise _HTTPError(
+                    400, _error_body("the body must be a JSON object", "BadRequestError", 400)
+                )
             if fake.delay:
                 time.sleep(fake.delay)
             status = fake._take_failure()
             if status is not None:
                 kind = "RateLimitError" if status == 429 else "InternalServerError"
-                raise _HTTPError(status, _error_body(f"injected failure (HTTP {status})", kind, status))
+                raise _HTTPError(
+                    status, _error_body(f"injected failure (HTTP {status})", kind, status)
+                )
             whole, stream = routes[path](body)
             if stream is not None:
                 self._send_sse(stream)
@@ -716,7 +806,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout, a cancelled stream)
         except Exception as exc:  # a bug here should reach the test as a 500 with its text
-            self._send_json(500, _error_body(f"{type(exc).__name__}: {exc}", "InternalServerError", 500))
+            self._send_json(
+                500, _error_body(f"{type(exc).__name__}: {exc}", "InternalServerError", 500)
+            )
 
     def do_GET(self) -> None:
         self._handle("GET")

@@ -29,13 +29,13 @@ from tools.registry import ToolCall, ToolCallResult, ToolRegistry
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Redactor",
     "ReplayDivergence",
     "ReplayModel",
     "ReplayToolRegistry",
     "Trace",
     "TraceError",
     "TraceRecorder",
-    "Redactor",
     "request_fingerprint",
 ]
 
@@ -88,8 +88,11 @@ class Redactor:
             return self.text(obj)
         if isinstance(obj, dict):
             return {
-                k: (self.mask if isinstance(k, str) and _SECRET_KEYS.search(k) and v and k != "max_tokens"
-                    else self(v))
+                k: (
+                    self.mask
+                    if isinstance(k, str) and _SECRET_KEYS.search(k) and v and k != "max_tokens"
+                    else self(v)
+                )
                 for k, v in obj.items()
             }
         if isinstance(obj, list | tuple):
@@ -125,9 +128,12 @@ def request_fingerprint(system: SystemConfig, developer: DeveloperConfig) -> dic
         "instructions": developer.instructions or "",
         "tools": tools,
         "response_format": (
-            {"name": developer.response_format.name,
-             "schema": _sha(json.dumps(developer.response_format.schema, sort_keys=True))}
-            if developer.response_format else None
+            {
+                "name": developer.response_format.name,
+                "schema": _sha(json.dumps(developer.response_format.schema, sort_keys=True)),
+            }
+            if developer.response_format
+            else None
         ),
     }
 
@@ -177,78 +183,105 @@ class TraceRecorder:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def start(self, *, run_id: str, model: str, system: SystemConfig, developer: DeveloperConfig,
-              tools: Iterable[str], extra: dict[str, Any] | None = None) -> None:
+    def start(
+        self,
+        *,
+        run_id: str,
+        model: str,
+        system: SystemConfig,
+        developer: DeveloperConfig,
+        tools: Iterable[str],
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         from agent import __version__
 
-        self._write({
-            "type": "run",
-            "schema_version": SCHEMA_VERSION,
-            "harmonygraph": __version__,
-            "run_id": run_id,
-            "model": model,
-            "reasoning": system.reasoning,
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "current_date": system.current_date,
-            "tools": sorted(tools),
-            "request": request_fingerprint(system, developer),
-            **(extra or {}),
-        })
+        self._write(
+            {
+                "type": "run",
+                "schema_version": SCHEMA_VERSION,
+                "harmonygraph": __version__,
+                "run_id": run_id,
+                "model": model,
+                "reasoning": system.reasoning,
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "current_date": system.current_date,
+                "tools": sorted(tools),
+                "request": request_fingerprint(system, developer),
+                **(extra or {}),
+            }
+        )
 
     def model_call(self, step: int, request: ModelRequest, response: ModelResponse) -> None:
         # Only the messages this recorder has not written yet are stored (with the index
         # they start at), so a trace grows with the conversation, not with its square.
         start = min(self._seen_messages, len(request.messages))
         new = request.messages[start:]
-        self._seen_messages = len(request.messages) + len(response.messages)
+        self._seen_messages = len(request.messages)
         self._model_steps += 1
         s = request.settings
-        self._write({
-            "type": "model_call",
-            "step": step,
-            "request": request_fingerprint(request.system, request.developer),
-            "message_count": len(request.messages),
-            "new_from": start,
-            "new_messages": [m.to_dict() for m in new],
-            "params": {"max_tokens": s.max_tokens, "temperature": s.temperature, "top_p": s.top_p,
-                       "seed": s.seed, **s.extra_body},
-            "prompt_sha256": response.prompt_sha256,
-            "prompt_tokens": response.prompt_tokens,
-            "raw": response.raw,
-            "messages": [m.to_dict() for m in response.messages],
-            "usage": response.usage.to_dict(),
-            "finish_reason": response.finish_reason,
-            "model": response.model,
-            "latency_s": round(response.latency_s, 6),
-        })
+        self._write(
+            {
+                "type": "model_call",
+                "step": step,
+                "request": request_fingerprint(request.system, request.developer),
+                "message_count": len(request.messages),
+                "new_from": start,
+                "new_messages": [m.to_dict() for m in new],
+                "params": {
+                    "max_tokens": s.max_tokens,
+                    "temperature": s.temperature,
+                    "top_p": s.top_p,
+                    "seed": s.seed,
+                    **s.extra_body,
+                },
+                "prompt_sha256": response.prompt_sha256,
+                "prompt_tokens": response.prompt_tokens,
+                "raw": response.raw,
+                "messages": [m.to_dict() for m in response.messages],
+                "usage": response.usage.to_dict(),
+                "finish_reason": response.finish_reason,
+                "model": response.model,
+                "latency_s": round(response.latency_s, 6),
+            }
+        )
 
     def tool_call(self, step: int, result: ToolCallResult) -> None:
-        self._seen_messages += 1  # the tool's answer joins the conversation
-        self._write({
-            "type": "tool_call",
-            "step": step,
-            "recipient": result.recipient,
-            "requested": result.call.recipient,
-            "arguments": result.call.arguments,
-            "status": result.status,
-            "result": result.output.text,
-            "is_error": result.output.is_error,
-            "truncated": result.truncated,
-            "artifacts": [a.to_dict() for a in result.output.artifacts],
-            "metadata": _jsonable(result.output.metadata),
-            "duration_s": round(result.duration_s, 6),
-        })
+        self._write(
+            {
+                "type": "tool_call",
+                "step": step,
+                "recipient": result.recipient,
+                "requested": result.call.recipient,
+                "arguments": result.call.arguments,
+                "status": result.status,
+                "result": result.output.text,
+                "is_error": result.output.is_error,
+                "truncated": result.truncated,
+                "artifacts": [a.to_dict() for a in result.output.artifacts],
+                "metadata": _jsonable(result.output.metadata),
+                "duration_s": round(result.duration_s, 6),
+            }
+        )
 
-    def end(self, *, status: str, output: Any, usage: Usage, error: str | None = None,
-            cost_usd: float | None = None) -> None:
-        self._write({
-            "type": "run_end",
-            "status": status,
-            "output": _jsonable(output),
-            "usage": usage.to_dict(),
-            "cost_usd": cost_usd,
-            "error": error,
-        })
+    def end(
+        self,
+        *,
+        status: str,
+        output: Any,
+        usage: Usage,
+        error: str | None = None,
+        cost_usd: float | None = None,
+    ) -> None:
+        self._write(
+            {
+                "type": "run_end",
+                "status": status,
+                "output": _jsonable(output),
+                "usage": usage.to_dict(),
+                "cost_usd": cost_usd,
+                "error": error,
+            }
+        )
 
 
 def _jsonable(value: Any) -> Any:
@@ -296,7 +329,9 @@ class Trace:
 
     def check(self) -> None:
         if not self.records or self.records[0].get("type") != "run":
-            raise TraceError(f"{self.path or 'trace'}: does not start with a `run` header; not a harmonygraph trace")
+            raise TraceError(
+                f"{self.path or 'trace'}: does not start with a `run` header; not a harmonygraph trace"
+            )
         version = self.records[0].get("schema_version")
         if version not in READABLE_VERSIONS:
             raise TraceError(
@@ -356,7 +391,10 @@ class ReplayModel:
     def _take(self, request: ModelRequest) -> ModelResponse:
         step = self._next + 1
         if self._next >= len(self._calls):
-            raise ReplayDivergence(step, f"the run asked for model call {step}, but the trace has only {len(self._calls)}")
+            raise ReplayDivergence(
+                step,
+                f"the run asked for model call {step}, but the trace has only {len(self._calls)}",
+            )
         rec = self._calls[self._next]
         if self.strict:
             self._check(step, rec, request)
@@ -364,7 +402,11 @@ class ReplayModel:
         usage = rec.get("usage", {})
         return ModelResponse(
             messages=tuple(Message.from_dict(d) for d in rec["messages"]),
-            usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("cached_tokens", 0)),
+            usage=Usage(
+                usage.get("input_tokens", 0),
+                usage.get("output_tokens", 0),
+                usage.get("cached_tokens", 0),
+            ),
             raw=rec.get("raw", ""),
             finish_reason=rec.get("finish_reason"),
             model=rec.get("model", self.name),
@@ -379,7 +421,9 @@ class ReplayModel:
         if diff:
             raise ReplayDivergence(step, diff)
         start = rec.get("new_from", 0)
-        self._expected[start:] = [message_key(Message.from_dict(d)) for d in rec.get("new_messages", [])]
+        self._expected[start:] = [
+            message_key(Message.from_dict(d)) for d in rec.get("new_messages", [])
+        ]
         recorded_keys = self._expected
         keys = [message_key(m) for m in request.messages]
         for i, (a, b) in enumerate(zip(recorded_keys, keys, strict=False)):
@@ -392,7 +436,8 @@ class ReplayModel:
                 raise ReplayDivergence(step, what)
         if len(keys) != len(recorded_keys):
             raise ReplayDivergence(
-                step, f"the conversation has {len(keys)} messages; the recording had {len(recorded_keys)}"
+                step,
+                f"the conversation has {len(keys)} messages; the recording had {len(recorded_keys)}",
             )
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
@@ -424,7 +469,9 @@ def _short(text: str, n: int = 60) -> str:
 class ReplayToolRegistry(ToolRegistry):
     """Tool results from a trace, matched in order, so a replay runs no real tool."""
 
-    def __init__(self, trace: Trace, registry: ToolRegistry | None = None, *, strict: bool = True) -> None:
+    def __init__(
+        self, trace: Trace, registry: ToolRegistry | None = None, *, strict: bool = True
+    ) -> None:
         super().__init__(registry.toolsets if registry else [])
         self._calls = trace.tool_calls
         self._next = 0
@@ -444,16 +491,29 @@ class ReplayToolRegistry(ToolRegistry):
         started = time.perf_counter()
         index = self._next + 1
         if self._next >= len(self._calls):
-            raise ReplayDivergence(index, f"tool call {index} ({call.recipient}) is not in the trace")
+            raise ReplayDivergence(
+                index, f"tool call {index} ({call.recipient}) is not in the trace"
+            )
         rec = self._calls[self._next]
-        if self.strict and (rec["requested"] != call.recipient or rec["arguments"] != call.arguments):
+        if self.strict and (
+            rec["requested"] != call.recipient or rec["arguments"] != call.arguments
+        ):
             raise ReplayDivergence(
                 index,
                 f"tool call {index}: recorded {rec['requested']}({_short(rec['arguments'])}), "
                 f"now {call.recipient}({_short(call.arguments)})",
             )
         self._next += 1
-        output = ToolOutput(text=rec["result"], is_error=rec.get("is_error", False),
-                            metadata=rec.get("metadata") or {})
-        return ToolCallResult(call, rec["recipient"], output, rec["status"], time.perf_counter() - started,
-                              rec.get("truncated", False))
+        output = ToolOutput(
+            text=rec["result"],
+            is_error=rec.get("is_error", False),
+            metadata=rec.get("metadata") or {},
+        )
+        return ToolCallResult(
+            call,
+            rec["recipient"],
+            output,
+            rec["status"],
+            time.perf_counter() - started,
+            rec.get("truncated", False),
+        )

@@ -26,7 +26,9 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
-def estimate_cost(model: str, usage: Usage, prices: Mapping[str, Price] | None = None) -> float | None:
+def estimate_cost(
+    model: str, usage: Usage, prices: Mapping[str, Price] | None = None
+) -> float | None:
     """The estimated cost of `usage` on `model`, or None when no price is known.
 
     Matches by the model's last path part with any `:tag` dropped, so
@@ -38,5 +40,9 @@ def estimate_cost(model: str, usage: Usage, prices: Mapping[str, Price] | None =
     for c in candidates:
         if c in table:
             p = table[c]
-            return round(usage.input_tokens / 1000 * p.input_per_1k + usage.output_tokens / 1000 * p.output_per_1k, 6)
+            return round(
+                usage.input_tokens / 1000 * p.input_per_1k
+                + usage.output_tokens / 1000 * p.output_per_1k,
+                6,
+            )
     return None

@@ -32,8 +32,10 @@ from agent.harmony import ConversationRenderer, parse_completion_text  # noqa: E
 from agent.models.base import ModelRequest, ModelResponse, ResponseDone, Usage  # noqa: E402
 from tools import tool  # noqa: E402
 
-CALL = ('<|channel|>analysis<|message|>Add the next pair.<|end|><|start|>assistant<|channel|>commentary '
-        'to=functions.add <|constrain|>json<|message|>{{"a": {i}, "b": 1}}<|call|>')
+CALL = (
+    "<|channel|>analysis<|message|>Add the next pair.<|end|><|start|>assistant<|channel|>commentary "
+    'to=functions.add <|constrain|>json<|message|>{{"a": {i}, "b": 1}}<|call|>'
+)
 FINAL = "<|channel|>analysis<|message|>Done.<|end|><|start|>assistant<|channel|>final<|message|>done<|return|>"
 
 
@@ -60,8 +62,13 @@ class InstantHarmonyModel:
         raw = CALL.format(i=self.step) if self.step < self.calls else FINAL
         self.step += 1
         parsed = parse_completion_text(raw)
-        return ModelResponse(tuple(parsed.messages), Usage(prompt.length, 20), raw,
-                             prompt_sha256=prompt.sha256, prompt_tokens=prompt.length)
+        return ModelResponse(
+            tuple(parsed.messages),
+            Usage(prompt.length, 20),
+            raw,
+            prompt_sha256=prompt.sha256,
+            prompt_tokens=prompt.length,
+        )
 
     async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def]
         yield ResponseDone(await self.complete(request))
@@ -72,9 +79,13 @@ class InstantHarmonyModel:
 
 def time_ours(steps: int, repeats: int, checkpointer: Any) -> float:
     async def once() -> float:
-        agent = Agent(InstantHarmonyModel(steps - 1), tools=[add], checkpointer=checkpointer,
-                      limits=RunLimits(max_steps=steps + 1, max_tool_calls=steps + 1),
-                      current_date="2026-01-01")
+        agent = Agent(
+            InstantHarmonyModel(steps - 1),
+            tools=[add],
+            checkpointer=checkpointer,
+            limits=RunLimits(max_steps=steps + 1, max_tool_calls=steps + 1),
+            current_date="2026-01-01",
+        )
         t = time.perf_counter()
         result = await agent.arun("Add numbers.")
         elapsed = time.perf_counter() - t
@@ -107,10 +118,16 @@ def time_react(steps: int, repeats: int) -> float:
         def bind_tools(self, tools: Any, **kwargs: Any) -> InstantChat:
             return self
 
-        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        def _generate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+        ) -> ChatResult:
             if self.step < self.calls:
-                msg = AIMessage(content="", tool_calls=[{"name": "add_lc", "args": {"a": self.step, "b": 1},
-                                                         "id": f"c{self.step}"}])
+                msg = AIMessage(
+                    content="",
+                    tool_calls=[
+                        {"name": "add_lc", "args": {"a": self.step, "b": 1}, "id": f"c{self.step}"}
+                    ],
+                )
             else:
                 msg = AIMessage(content="done")
             self.step += 1
@@ -147,20 +164,36 @@ def main() -> None:
         per_step = (t[50] - t[1]) / 49 * 1000
         first_half = (t[25] - t[1]) / 24 * 1000
         second_half = (t[50] - t[25]) / 25 * 1000
-        rows.append({"system": label, "ms_per_step": round(per_step, 3),
-                     "ms_per_step_1_25": round(first_half, 3), "ms_per_step_25_50": round(second_half, 3),
-                     "total_ms_50_steps": round(t[50] * 1000, 2)})
+        rows.append(
+            {
+                "system": label,
+                "ms_per_step": round(per_step, 3),
+                "ms_per_step_1_25": round(first_half, 3),
+                "ms_per_step_25_50": round(second_half, 3),
+                "total_ms_50_steps": round(t[50] * 1000, 2),
+            }
+        )
     react = rows[2]["ms_per_step"]
     for r in rows:
         r["ratio_to_react"] = round(r["ms_per_step"] / react, 3)
     print(f"{'system':40} {'ms/step':>8} {'1→25':>7} {'25→50':>7} {'× react':>8}")
     for r in rows:
-        print(f"{r['system']:40} {r['ms_per_step']:8.3f} {r['ms_per_step_1_25']:7.3f} "
-              f"{r['ms_per_step_25_50']:7.3f} {r['ratio_to_react']:8.2f}")
+        print(
+            f"{r['system']:40} {r['ms_per_step']:8.3f} {r['ms_per_step_1_25']:7.3f} "
+            f"{r['ms_per_step_25_50']:7.3f} {r['ratio_to_react']:8.2f}"
+        )
     out = ROOT / "bench" / "results" / "loop.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                               "repeats": repeats, "rows": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "repeats": repeats,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

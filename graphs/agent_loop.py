@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import operator
 import re
 import time
 from collections.abc import Callable
@@ -40,7 +39,15 @@ from agent.events import (
 from agent.harmony.messages import Message
 from agent.harmony.parser import ContentDelta
 from agent.harmony.prompt import DeveloperConfig, SystemConfig
-from agent.models.base import Model, ModelError, ModelRequest, ModelResponse, ModelSettings, ResponseDone, Usage
+from agent.models.base import (
+    Model,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    ResponseDone,
+    Usage,
+)
 from agent.trace import TraceRecorder
 from tools.base import ToolContext, ToolOutput
 from tools.registry import ToolCall, ToolCallResult, ToolRegistry
@@ -48,8 +55,8 @@ from tools.registry import ToolCall, ToolCallResult, ToolRegistry
 __all__ = [
     "LoopRuntime",
     "LoopState",
-    "OutputSpec",
     "OutputInvalid",
+    "OutputSpec",
     "RunLimits",
     "build_agent_graph",
 ]
@@ -109,7 +116,9 @@ class OutputSpec:
         try:
             data = json.loads(body)
         except json.JSONDecodeError as exc:
-            raise OutputInvalid([f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]) from None
+            raise OutputInvalid(
+                [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
+            ) from None
         if self._validator is not None:
             errors = [
                 (f"`{'.'.join(map(str, e.path))}`: " if e.path else "") + e.message
@@ -122,9 +131,12 @@ class OutputSpec:
         try:
             return self._adapter.validate_python(data)
         except pydantic.ValidationError as exc:
-            raise OutputInvalid([
-                f"`{'.'.join(map(str, e['loc'])) or '(root)'}`: {e['msg']}" for e in exc.errors(include_url=False)
-            ][:8]) from None
+            raise OutputInvalid(
+                [
+                    f"`{'.'.join(map(str, e['loc'])) or '(root)'}`: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                ][:8]
+            ) from None
 
 
 def _append(left: list[Any], right: list[Any]) -> list[Any]:
@@ -169,7 +181,9 @@ class LoopRuntime:
 def _runtime(config: RunnableConfig) -> LoopRuntime:
     rt = config.get("configurable", {}).get("hg_runtime")
     if not isinstance(rt, LoopRuntime):
-        raise RuntimeError("the agent graph needs a LoopRuntime in config['configurable']['hg_runtime']")
+        raise RuntimeError(
+            "the agent graph needs a LoopRuntime in config['configurable']['hg_runtime']"
+        )
     return rt
 
 
@@ -179,7 +193,10 @@ def _limit_reached(state: LoopState, rt: LoopRuntime) -> tuple[RunStatus, str] |
         return "max_steps", f"the run reached its limit of {lim.max_steps} model steps"
     used = state.get("usage") or Usage()
     if used.total_tokens >= lim.max_tokens:
-        return "max_tokens", f"the run used {used.total_tokens} tokens, over its limit of {lim.max_tokens}"
+        return (
+            "max_tokens",
+            f"the run used {used.total_tokens} tokens, over its limit of {lim.max_tokens}",
+        )
     if time.monotonic() - state.get("started_at", time.monotonic()) >= lim.max_wall_s:
         return "timeout", f"the run took longer than its limit of {lim.max_wall_s:g} s"
     return None
@@ -192,26 +209,41 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
         return {"status": limit[0], "error": limit[1]}
     step = state.get("steps", 0) + 1
     request = ModelRequest(rt.system, rt.developer, tuple(state.get("messages", ())), rt.settings)
-    remaining = rt.limits.max_wall_s - (time.monotonic() - state.get("started_at", time.monotonic()))
+    remaining = rt.limits.max_wall_s - (
+        time.monotonic() - state.get("started_at", time.monotonic())
+    )
     try:
         if rt.stream_model:
-            response = await asyncio.wait_for(_stream_model(rt, request, step), timeout=max(remaining, 0.001))
+            response = await asyncio.wait_for(
+                _stream_model(rt, request, step), timeout=max(remaining, 0.001)
+            )
         else:
-            response = await asyncio.wait_for(rt.model.complete(request), timeout=max(remaining, 0.001))
+            response = await asyncio.wait_for(
+                rt.model.complete(request), timeout=max(remaining, 0.001)
+            )
     except TimeoutError:
-        return {"status": "timeout", "error": f"the model did not answer within the run's {rt.limits.max_wall_s:g} s"}
+        return {
+            "status": "timeout",
+            "error": f"the model did not answer within the run's {rt.limits.max_wall_s:g} s",
+        }
     except ModelError as exc:
         return {"status": "model_error", "error": str(exc)}
     rt.recorder.model_call(step, request, response)
     if rt.on_model_response:
         rt.on_model_response(response)
     usage = (state.get("usage") or Usage()) + response.usage
-    get_stream_writer()(StepDone(step, response.usage.input_tokens, response.usage.output_tokens, response.latency_s))
+    get_stream_writer()(
+        StepDone(
+            step, response.usage.input_tokens, response.usage.output_tokens, response.latency_s
+        )
+    )
     return {
         "messages": list(response.messages),
         "steps": step,
         "usage": usage,
-        "step_usage": [{"step": step, **response.usage.to_dict(), "latency_s": round(response.latency_s, 6)}],
+        "step_usage": [
+            {"step": step, **response.usage.to_dict(), "latency_s": round(response.latency_s, 6)}
+        ],
     }
 
 
@@ -242,7 +274,9 @@ def route_after_model(state: LoopState) -> str:
         return "model"
     if last.is_tool_call:
         return "tools"
-    if last.is_final or (last.role.value == "assistant" and last.channel is None and last.stop in ("end", "return")):
+    if last.is_final or (
+        last.role.value == "assistant" and last.channel is None and last.stop in ("end", "return")
+    ):
         return "validate"
     return "model"  # reasoning or a preamble: the turn is not over
 
@@ -261,7 +295,10 @@ async def tools_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
     assert call_msg.recipient is not None
     step = state.get("steps", 0)
     if state.get("tool_calls", 0) >= rt.limits.max_tool_calls:
-        return {"status": "max_tool_calls", "error": f"the run reached its limit of {rt.limits.max_tool_calls} tool calls"}
+        return {
+            "status": "max_tool_calls",
+            "error": f"the run reached its limit of {rt.limits.max_tool_calls} tool calls",
+        }
     key = _call_key(call_msg)
     repeat = state.get("repeat_count", 0) + 1 if key == state.get("repeat_key") else 1
     if repeat >= rt.limits.max_repeated_calls:
@@ -276,10 +313,14 @@ async def tools_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
         # Interrupt first: on resume the node runs again from the top, so nothing
         # before this line may have side effects.
         decision = interrupt({"recipient": call.recipient, "arguments": call.arguments})
-        approved = decision is True or (isinstance(decision, dict) and decision.get("approved") is True)
+        approved = decision is True or (
+            isinstance(decision, dict) and decision.get("approved") is True
+        )
         if not approved:
             reason = decision.get("reason", "") if isinstance(decision, dict) else ""
-            text = f"error: the user did not approve this call to `{call.recipient}`" + (f": {reason}" if reason else "")
+            text = f"error: the user did not approve this call to `{call.recipient}`" + (
+                f": {reason}" if reason else ""
+            )
             result = ToolCallResult(call, call.recipient, ToolOutput.error(text), "denied", 0.0)
             return _tool_update(rt, state, step, result, key, repeat, writer)
     writer(ToolCallEvent(step, call.recipient, call.arguments))
@@ -288,13 +329,26 @@ async def tools_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
 
 
 def _tool_update(
-    rt: LoopRuntime, state: LoopState, step: int, result: ToolCallResult, key: str, repeat: int,
+    rt: LoopRuntime,
+    state: LoopState,
+    step: int,
+    result: ToolCallResult,
+    key: str,
+    repeat: int,
     writer: Callable[[Any], None],
 ) -> dict[str, Any]:
     rt.recorder.tool_call(step, result)
     artifacts = [a.to_dict() for a in result.output.artifacts]
-    writer(ToolResultEvent(step, result.recipient, result.status, result.output.text, result.duration_s,
-                           tuple(artifacts)))
+    writer(
+        ToolResultEvent(
+            step,
+            result.recipient,
+            result.status,
+            result.output.text,
+            result.duration_s,
+            tuple(artifacts),
+        )
+    )
     # The answer is authored by the recipient the model used, so the conversation reads
     # as the model expects: its call, then that tool's answer.
     message = Message.tool_result(result.call.recipient, result.output.text)
@@ -317,8 +371,11 @@ def validate_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
     except OutputInvalid as exc:
         retries = state.get("output_retries", 0) + 1
         if retries > rt.limits.output_retries:
-            return {"status": "invalid_output", "output_errors": exc.errors,
-                    "error": f"the final answer did not validate after {retries} attempts: {exc}"}
+            return {
+                "status": "invalid_output",
+                "output_errors": exc.errors,
+                "error": f"the final answer did not validate after {retries} attempts: {exc}",
+            }
         fmt = rt.developer.response_format
         name = f" `{fmt.name}`" if fmt else ""
         feedback = Message.user(

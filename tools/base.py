@@ -259,11 +259,15 @@ class SchemaTool(Tool):
         super().__init__(
             name, description, parameters, timeout=timeout, needs_approval=needs_approval
         )
-        validator_cls = jsonschema.validators.validator_for(parameters, jsonschema.Draft202012Validator)
+        validator_cls = jsonschema.validators.validator_for(
+            parameters, jsonschema.Draft202012Validator
+        )
         try:
             validator_cls.check_schema(parameters)
         except jsonschema.SchemaError as exc:
-            raise ValueError(f"tool {name}: parameters are not a valid JSON Schema: {exc.message}") from None
+            raise ValueError(
+                f"tool {name}: parameters are not a valid JSON Schema: {exc.message}"
+            ) from None
         self._validator = validator_cls(parameters)
         self.handler = handler
         self.original_name = name

@@ -16,7 +16,15 @@ from typing import Any, Literal
 
 from openai_harmony import ToolNamespaceConfig
 
-from tools.base import ArgumentError, FunctionTool, Tool, ToolContext, ToolError, ToolOutput, Toolset
+from tools.base import (
+    ArgumentError,
+    FunctionTool,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolOutput,
+    Toolset,
+)
 
 __all__ = ["CallStatus", "ToolCall", "ToolCallResult", "ToolRegistry"]
 
@@ -98,8 +106,11 @@ class ToolRegistry:
             if tool is not None:
                 return recipient, tool
         if "." not in recipient:
-            found = [(f"{ts.namespace}.{recipient}", ts.tools[recipient]) for ts in self.toolsets
-                     if not ts.builtin and recipient in ts.tools]
+            found = [
+                (f"{ts.namespace}.{recipient}", ts.tools[recipient])
+                for ts in self.toolsets
+                if not ts.builtin and recipient in ts.tools
+            ]
             if len(found) == 1:
                 return found[0]
         return None
@@ -120,14 +131,21 @@ class ToolRegistry:
         started = time.perf_counter()
         found = self.resolve(call.recipient)
         if found is None:
-            return self._result(call, call.recipient, ToolOutput.error(self._unknown(call.recipient)),
-                                "unknown_tool", started)
+            return self._result(
+                call,
+                call.recipient,
+                ToolOutput.error(self._unknown(call.recipient)),
+                "unknown_tool",
+                started,
+            )
         recipient, tool = found
         try:
             args = tool.validate(call.arguments)
         except ArgumentError as exc:
             text = f"error: invalid arguments for `{recipient}`: {exc}"
-            return self._result(call, recipient, ToolOutput.error(text), "invalid_arguments", started)
+            return self._result(
+                call, recipient, ToolOutput.error(text), "invalid_arguments", started
+            )
 
         timeout = tool.timeout if tool.timeout is not None else self.default_timeout
         try:
@@ -137,22 +155,35 @@ class ToolRegistry:
             return self._result(call, recipient, ToolOutput.error(text), "timeout", started)
         except ArgumentError as exc:
             text = f"error: invalid arguments for `{recipient}`: {exc}"
-            return self._result(call, recipient, ToolOutput.error(text), "invalid_arguments", started)
+            return self._result(
+                call, recipient, ToolOutput.error(text), "invalid_arguments", started
+            )
         except ToolError as exc:
-            return self._result(call, recipient, ToolOutput.error(f"error: {str(exc)[:2000]}"), "error", started)
+            return self._result(
+                call, recipient, ToolOutput.error(f"error: {str(exc)[:2000]}"), "error", started
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a tool's bug must not end the run: the model hears of it
             where = traceback.extract_tb(exc.__traceback__)[-1]
             text = f"error: `{recipient}` raised {type(exc).__name__}: {str(exc)[:500]}"
-            output = ToolOutput.error(text, exception=type(exc).__name__, at=f"{where.filename}:{where.lineno}")
+            output = ToolOutput.error(
+                text, exception=type(exc).__name__, at=f"{where.filename}:{where.lineno}"
+            )
             return self._result(call, recipient, output, "error", started)
-        return self._result(call, recipient, output, "error" if output.is_error else "ok", started,
-                            produced=True)
+        return self._result(
+            call, recipient, output, "error" if output.is_error else "ok", started, produced=True
+        )
 
     def _result(
-        self, call: ToolCall, recipient: str, output: ToolOutput, status: CallStatus, started: float,
-        *, produced: bool = False,
+        self,
+        call: ToolCall,
+        recipient: str,
+        output: ToolOutput,
+        status: CallStatus,
+        started: float,
+        *,
+        produced: bool = False,
     ) -> ToolCallResult:
         truncated = False
         limit = self.max_result_chars
@@ -164,7 +195,9 @@ class ToolRegistry:
                 + f"\n…[truncated: {dropped} more characters not shown; ask for less]"
             )
             truncated = True
-        return ToolCallResult(call, recipient, output, status, time.perf_counter() - started, truncated)
+        return ToolCallResult(
+            call, recipient, output, status, time.perf_counter() - started, truncated
+        )
 
     async def start(self, ctx: ToolContext) -> None:
         for ts in self.toolsets:

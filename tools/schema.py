@@ -57,7 +57,16 @@ def normalize_schema(schema: Any) -> Any:
         elif key in ("properties", "patternProperties", "$defs", "definitions"):
             # Keys here are property names, not keywords: only their schemas are normalised.
             out[key] = {name: normalize_schema(s) for name, s in value.items()}
-        elif key in ("items", "additionalProperties", "not", "contains", "anyOf", "oneOf", "allOf", "prefixItems"):
+        elif key in (
+            "items",
+            "additionalProperties",
+            "not",
+            "contains",
+            "anyOf",
+            "oneOf",
+            "allOf",
+            "prefixItems",
+        ):
             out[key] = normalize_schema(value)
         else:
             out[key] = value

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NoReturn
 
 from agent.harmony.encoding import get_encoding
 from agent.harmony.messages import Message, Role, StopReason
@@ -46,6 +47,7 @@ KNOWN_CHANNELS = ("analysis", "commentary", "final")
 _MARKERS = ("start", "end", "message", "channel", "constrain", "return", "call")
 _MARKER_TEXT = {f"<|{m}|>": m for m in _MARKERS}
 _ANY_MARKER = re.compile(r"<\|([A-Za-z_][A-Za-z0-9_]*)\|>")
+_MARKER_AT = re.compile(r"<\|([A-Za-z0-9_]{0,40})(\|>)?")
 _ROLE_WORDS = {"assistant": Role.ASSISTANT, "user": Role.USER, "tool": Role.TOOL}
 _TOOL_NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
 
@@ -137,9 +139,13 @@ class _Lexer:
                     yield _Tok.TEXT, buf[pos:cut], self.offset + pos
                 pos = cut
                 break
-            j = buf.find("|>", i + 2)
-            if j < 0 or j - i > 40:
-                if j < 0 and not final and len(buf) - i <= 40:
+            # A marker is `<|name|>` with nothing but name characters inside, so an
+            # earlier `<|` (code, a diagram) cannot swallow the real marker after it.
+            m = _MARKER_AT.match(buf, i)
+            assert m is not None  # the pattern matches any "<|"
+            if m.group(2) is None:
+                if not final and buf[m.end() :] in ("", "|"):
+                    # It may still become a marker with the next chunk: hold it back.
                     if i > pos:
                         yield _Tok.TEXT, buf[pos:i], self.offset + pos
                     pos = i
@@ -150,7 +156,7 @@ class _Lexer:
                 continue
             if i > pos:
                 yield _Tok.TEXT, buf[pos:i], self.offset + pos
-            token = buf[i : j + 2]
+            token = m.group(0)
             name = _MARKER_TEXT.get(token)
             if name is not None:
                 yield _Tok.MARKER, name, self.offset + i
@@ -158,7 +164,7 @@ class _Lexer:
                 yield _Tok.UNKNOWN, token, self.offset + i
             else:
                 yield _Tok.TEXT, token, self.offset + i
-            pos = j + 2
+            pos = m.end()
         self._buf = buf[pos:]
         self.offset += pos
 
@@ -171,16 +177,19 @@ class _Header:
     implicit_role: bool  # the completion began after `<|start|>assistant`
     start: int
     parts: list[tuple[str, str]] = field(default_factory=list)  # (section, text)
+    starts: list[int] = field(default_factory=list)  # where each part's text begins
 
-    def add_text(self, text: str) -> None:
+    def add_text(self, text: str, offset: int) -> None:
         if self.parts:
             section, prev = self.parts[-1]
             self.parts[-1] = (section, prev + text)
         else:
             self.parts.append(("role", text))
+            self.starts.append(offset)
 
-    def open(self, section: str) -> None:
+    def open(self, section: str, marker_offset: int) -> None:
         self.parts.append((section, ""))
+        self.starts.append(marker_offset + len(section) + 4)  # after `<|section|>`
 
 
 @dataclass(slots=True)
@@ -200,16 +209,18 @@ def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _Hea
     recipient: str | None = None
     content_type: str | None = None
     unknown: list[str] = []
+    unknown_at = channel_at = header.start
     leftover = ""
 
     for idx, (section, text) in enumerate(header.parts):
+        at = header.starts[idx]
         words = text.split()
         if section == "role":
             if header.implicit_role and words and words[0] == "assistant":
                 words.pop(0)  # the completion repeated the role the prompt ended with
             elif not header.implicit_role:
                 if not words:
-                    raise HarmonyParseError("expected a role after <|start|>", header.start, full_text)
+                    raise HarmonyParseError("expected a role after <|start|>", at, full_text)
                 first = words.pop(0)
                 if first in _ROLE_WORDS:
                     role = _ROLE_WORDS[first]
@@ -219,15 +230,18 @@ def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _Hea
                     role, name = Role.TOOL, first
                 else:
                     raise HarmonyParseError(
-                        f"unknown author {first!r} in message header", header.start, full_text
+                        f"unknown author {first!r} in message header",
+                        at + text.find(first),
+                        full_text,
                     )
         elif section == "channel":
             if not words:
-                raise HarmonyParseError("expected a channel name after <|channel|>", header.start, full_text)
+                raise HarmonyParseError("expected a channel name after <|channel|>", at, full_text)
             channel = words.pop(0)
+            channel_at = at + text.find(channel)
         elif section == "constrain":
             if not words:
-                raise HarmonyParseError("expected a type after <|constrain|>", header.start, full_text)
+                raise HarmonyParseError("expected a type after <|constrain|>", at, full_text)
             word = words.pop(0)
             content_type = "<|constrain|>" + ("json" if word.lower() == "json" else word)
         rest: list[str] = []
@@ -244,6 +258,8 @@ def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _Hea
                 # not header syntax on, the text is the message's content.
                 leftover = _after_words(text, text.split().index(rest[0]))
             else:
+                if not unknown:
+                    unknown_at = at + text.find(rest[0])
                 unknown.extend(rest)
 
     if len(unknown) == 1 and content_type is None and _TOOL_NAME.match(unknown[0]):
@@ -251,12 +267,12 @@ def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _Hea
         content_type = unknown.pop()
     if unknown:
         raise HarmonyParseError(
-            f"unrecognised text {' '.join(unknown)!r} in message header", header.start, full_text
+            f"unrecognised text {' '.join(unknown)!r} in message header", unknown_at, full_text
         )
     if channel is not None and channel not in KNOWN_CHANNELS:
         raise HarmonyParseError(
             f"unknown channel {channel!r} (expected one of {', '.join(KNOWN_CHANNELS)})",
-            header.start,
+            channel_at,
             full_text,
         )
     if recipient == "assistant" and role is Role.ASSISTANT:
@@ -318,31 +334,47 @@ class StreamParser:
 
     def feed_tokens(self, tokens: Iterable[int]) -> list[ParseEvent]:
         enc = get_encoding()
+        ids = list(tokens)
         # Bytes first, so a character split across tokens is decoded whole.
-        data = enc._inner.decode_bytes(list(tokens))  # type: ignore[attr-defined]
+        try:
+            data = enc._inner.decode_bytes(ids)
+        except Exception:  # the Rust side's error for an id outside the vocabulary
+            self._invalid_token(ids)
         return self.feed_text(self._utf8.decode(bytes(data)))
 
+    def _invalid_token(self, ids: list[int]) -> NoReturn:
+        enc = get_encoding()
+
+        def decodes(token: int) -> bool:
+            try:
+                enc._inner.decode_bytes([token])
+            except Exception:
+                return False
+            return True
+
+        k = next((k for k, token in enumerate(ids) if not decodes(token)), 0)
+        good = bytes(enc._inner.decode_bytes(ids[:k]))
+        full = self._full() + good.decode("utf-8", errors="replace")
+        raise HarmonyParseError(
+            f"expected a token id of the harmony vocabulary, got {ids[k]!r}", len(full), full
+        )
+
     def finish(self) -> ParseResult:
-        if self._finished:
-            return ParseResult(list(self._messages), list(self._ignored))
-        events: list[ParseEvent] = []
-        tail = self._utf8.decode(b"", final=True)
-        if tail:
-            self._text.append(tail)
-        for kind, value, offset in self._lexer.feed(tail, final=True):
-            self._step(kind, value, offset, events)
-        self._close(events, at_eos=True)
-        self._finished = True
-        return ParseResult(list(self._messages), list(self._ignored))
+        return self.finish_events()[1]
 
     def finish_events(self) -> tuple[list[ParseEvent], ParseResult]:
-        """Like `finish`, also returning the events the end of the stream completed."""
-        before = len(self._messages)
-        result = self.finish()
-        events: list[ParseEvent] = [
-            MessageDone(before + i, m) for i, m in enumerate(result.messages[before:])
-        ]
-        return events, result
+        """Like `finish`, also returning the events the end of the stream completed
+        (held-back text, the header of a message cut short, its MessageDone)."""
+        events: list[ParseEvent] = []
+        if not self._finished:
+            tail = self._utf8.decode(b"", final=True)
+            if tail:
+                self._text.append(tail)
+            for kind, value, offset in self._lexer.feed(tail, final=True):
+                self._step(kind, value, offset, events)
+            self._close(events, at_eos=True)
+            self._finished = True
+        return events, ParseResult(list(self._messages), list(self._ignored))
 
     # -- state machine -------------------------------------------------------
     def _full(self) -> str:
@@ -362,15 +394,17 @@ class StreamParser:
         if state is _State.HEADER:
             assert self._header is not None
             if kind is _Tok.TEXT:
-                self._header.add_text(value)
+                self._header.add_text(value, offset)
             elif value in ("channel", "constrain"):
-                self._header.open(value)
+                self._header.open(value, offset)
             elif value == "message":
                 self._info = _interpret(self._header, self._full(), allow_leftover=False)
                 self._header = None
                 self._state = _State.CONTENT
                 i = self._info
-                events.append(HeaderDone(len(self._messages), i.role, i.channel, i.recipient, i.content_type))
+                events.append(
+                    HeaderDone(len(self._messages), i.role, i.channel, i.recipient, i.content_type)
+                )
             elif value == "start":
                 # A header that never got its <|message|>, cut by a new message.
                 self._close(events, at_eos=False)
@@ -395,10 +429,12 @@ class StreamParser:
                 # A new header without <|end|><|start|>: the model skipped them.
                 self._close(events, at_eos=False)
                 self._header = _Header(implicit_role=True, start=offset)
-                self._header.open("channel")
+                self._header.open("channel", offset)
                 self._state = _State.HEADER
             elif value == "message":
-                raise HarmonyParseError("unexpected <|message|> inside message content", offset, self._full())
+                raise HarmonyParseError(
+                    "unexpected <|message|> inside message content", offset, self._full()
+                )
             else:  # a stray <|constrain|> in content: keep it as text
                 self._append_content(f"<|{value}|>", events)
             return
@@ -412,14 +448,16 @@ class StreamParser:
             self._state = _State.HEADER
         elif value == "channel":
             self._header = _Header(implicit_role=True, start=offset)
-            self._header.open("channel")
+            self._header.open("channel", offset)
             self._state = _State.HEADER
         elif value in ("end", "return"):
             pass  # a repeated end marker carries nothing
         elif value == "call":
             self._state = _State.DONE if self.stop_at_call else _State.BETWEEN
         else:
-            raise HarmonyParseError(f"unexpected <|{value}|> between messages", offset, self._full())
+            raise HarmonyParseError(
+                f"unexpected <|{value}|> between messages", offset, self._full()
+            )
 
     def _ignored_append(self, text: str) -> None:
         if self._state is _State.DONE and self._tail_open:
@@ -440,11 +478,15 @@ class StreamParser:
         assert info is not None
         events.append(ContentDelta(len(self._messages), info.channel, info.recipient, text))
 
-    def _close(self, events: list[ParseEvent], *, at_eos: bool, stop: StopReason | None = None) -> None:
+    def _close(
+        self, events: list[ParseEvent], *, at_eos: bool, stop: StopReason | None = None
+    ) -> None:
         if self._state is _State.HEADER and self._header is not None:
             header = self._header
             has_text = any(t.strip() for _, t in header.parts)
-            if not header.parts or not has_text and len(header.parts) <= 1 and header.parts[0][0] == "role":
+            if not header.parts or (
+                not has_text and len(header.parts) <= 1 and header.parts[0][0] == "role"
+            ):
                 self._header = None
                 return  # nothing was said
             if header.implicit_role and all(s == "role" for s, _ in header.parts) and not at_eos:
@@ -462,7 +504,9 @@ class StreamParser:
                 self._content = [self._info.leftover] if self._info.leftover else []
             self._header = None
             i = self._info
-            events.append(HeaderDone(len(self._messages), i.role, i.channel, i.recipient, i.content_type))
+            events.append(
+                HeaderDone(len(self._messages), i.role, i.channel, i.recipient, i.content_type)
+            )
         if self._info is None:
             return
         i = self._info

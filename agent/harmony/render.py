@@ -167,7 +167,9 @@ class ConversationRenderer:
         h.update(_pack(self._assistant_suffix))
         # The buffer grows in place; the prompt remembers its own length, so a prompt
         # taken earlier still reads its own tokens until the buffer is rolled back.
-        return RenderedPrompt(self._buffer, len(self._buffer), self._assistant_suffix, h.hexdigest())
+        return RenderedPrompt(
+            self._buffer, len(self._buffer), self._assistant_suffix, h.hexdigest()
+        )
 
     def _append(self, message: Message) -> None:
         tokens = self.message_tokens(message)

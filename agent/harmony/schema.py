@@ -134,7 +134,7 @@ class _Flattener:
         if words:
             desc = node.get("description", "")
             note = "; ".join(words)
-            if note not in desc:
+            if note.lower() not in desc.lower():  # not again when a union is merged
                 node["description"] = f"{desc} ({note})" if desc else note.capitalize()
         if not self.keep_titles and depth > 0:
             node.pop("title", None)

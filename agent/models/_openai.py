@@ -107,7 +107,7 @@ class OpenAICompatibleModel:
                 client=self.client,
                 model=self.name,
                 endpoint=self.endpoint,
-                timeout=settings.timeout,
+                timeout_s=settings.timeout,
                 attempts=attempts,
             ) from exc
 
@@ -118,7 +118,7 @@ class OpenAICompatibleModel:
             client=self.client,
             model=self.name,
             endpoint=self.endpoint,
-            timeout=settings.timeout,
+            timeout_s=settings.timeout,
             attempts=1,
         )
 

@@ -479,4 +479,3 @@ class ChatCompletionsModel(OpenAICompatibleModel):
                 latency_s=time.perf_counter() - started,
             )
         )
-

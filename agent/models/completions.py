@@ -297,4 +297,3 @@ def _complete_text(text: str, finish_reason: str | None, stop_reason: Any) -> st
     if stop_reason is None:
         return text + _MARKER[RETURN]  # gpt-oss's EOS, which vLLM reports as no stop_reason
     return text  # a stop string of the caller's: no marker to restore
-

@@ -155,10 +155,10 @@ def _is_unknown_model(exc: openai.NotFoundError) -> bool:
     return "model" in text or kind == "model_not_found"
 
 
-async def served_models(client: openai.AsyncOpenAI, timeout: float = 5.0) -> list[str] | None:
+async def served_models(client: openai.AsyncOpenAI, wait_s: float = 5.0) -> list[str] | None:
     """The model ids the server lists, or None when it cannot say."""
     try:
-        page = await client.models.list(timeout=timeout)
+        page = await client.models.list(timeout=wait_s)
     except openai.OpenAIError:
         return None
     return [m.id for m in page.data]
@@ -170,7 +170,7 @@ async def translate_error(
     client: openai.AsyncOpenAI,
     model: str,
     endpoint: str,
-    timeout: float,
+    timeout_s: float,
     attempts: int,
 ) -> ModelError:
     """The `ModelError` to raise for `exc`, with a message that says what to do."""
@@ -178,7 +178,7 @@ async def translate_error(
     tried = f" (after {attempts} attempts)" if attempts > 1 else ""
     if isinstance(exc, openai.APITimeoutError):
         return ModelTimeoutError(
-            f"{base_url}/{endpoint} did not answer within {timeout:g} s{tried} for model "
+            f"{base_url}/{endpoint} did not answer within {timeout_s:g} s{tried} for model "
             f"{model!r}; raise the timeout (ModelSettings.timeout) if the server is busy or "
             "the answer is long, or check that the server is healthy"
         )

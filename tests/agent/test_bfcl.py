@@ -45,7 +45,9 @@ def _rows(path: Path) -> list[dict]:
 def test_every_function_registers_and_every_answer_validates(corpora: Path, category: str) -> None:
     rows = _rows(corpora / "bfcl" / f"BFCL_v4_{category}.json")
     answers_path = corpora / "bfcl" / "possible_answer" / f"BFCL_v4_{category}.json"
-    answers = {r["id"]: r["ground_truth"] for r in _rows(answers_path)} if answers_path.exists() else {}
+    answers = (
+        {r["id"]: r["ground_truth"] for r in _rows(answers_path)} if answers_path.exists() else {}
+    )
     registered = validated = 0
     for row in rows:
         tools = {t.original_name: t for t in tools_from_schemas(row["function"], lambda n, a: None)}

@@ -10,7 +10,14 @@ from pydantic import BaseModel
 
 from agent import Agent, AgentModelError, OutputValidationError, RunLimitExceeded, RunLimits
 from agent.checkpoint import sqlite_saver
-from agent.events import FinalDelta, ReasoningDelta, RunDone, StepDone, ToolCallEvent, ToolResultEvent
+from agent.events import (
+    FinalDelta,
+    ReasoningDelta,
+    RunDone,
+    StepDone,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 from agent.harmony import Message
 from agent.models.base import ModelConnectionError, ModelRequest
 from agent.testing import ScriptedModel
@@ -51,13 +58,16 @@ class Answer(BaseModel):
 
 
 def test_multi_step_run_with_correction_and_structured_output() -> None:
-    model = ScriptedModel([
-        call("add", '{"a": 2, "b": "three"}'),
-        call("add", '{"a": 2, "b": 3}', thought="b must be an integer."),
-        call("mul", '{"a": 5, "b": 4}'),
-        final('{"value": "twenty"}'),
-        final('{"value": 20, "explanation": "(2+3)*4"}'),
-    ], name="openai/gpt-oss-20b")
+    model = ScriptedModel(
+        [
+            call("add", '{"a": 2, "b": "three"}'),
+            call("add", '{"a": 2, "b": 3}', thought="b must be an integer."),
+            call("mul", '{"a": 5, "b": 4}'),
+            final('{"value": "twenty"}'),
+            final('{"value": 20, "explanation": "(2+3)*4"}'),
+        ],
+        name="openai/gpt-oss-20b",
+    )
     agent = Agent(model, tools=[add, mul], output_type=Answer, instructions="Use the tools.")
     result = agent.run("What is (2+3)*4?")
     assert result.status == "completed"
@@ -97,11 +107,13 @@ def test_json_schema_output_type() -> None:
 
 
 def test_unknown_tool_and_disabled_builtin_are_answered_to_the_model() -> None:
-    model = ScriptedModel([
-        call("nope", "{}"),
-        "<|channel|>analysis to=python code<|message|>print(1)<|call|>",
-        final("fine"),
-    ])
+    model = ScriptedModel(
+        [
+            call("nope", "{}"),
+            "<|channel|>analysis to=python code<|message|>print(1)<|call|>",
+            final("fine"),
+        ]
+    )
     result = Agent(model, tools=[add]).run("go")
     tool_msgs = [m.content for m in result.messages if m.role.value == "tool"]
     assert "unknown tool `functions.nope`" in tool_msgs[0] and "functions.add" in tool_msgs[0]
@@ -110,13 +122,15 @@ def test_unknown_tool_and_disabled_builtin_are_answered_to_the_model() -> None:
 
 
 def test_calls_on_analysis_channel_and_every_content_type_dispatch_alike() -> None:
-    model = ScriptedModel([
-        '<|start|>assistant to=functions.add<|channel|>analysis<|constrain|>json<|message|>{"a":1,"b":1}<|call|>',
-        '<|channel|>commentary to=functions.add json<|message|>{"a":2,"b":2}<|call|>',
-        '<|channel|>commentary to=functions.add<|message|>{"a":3,"b":3}<|end|>',
-        "<|channel|>commentary<|message|>Working on it.<|end|>",
-        final("done"),
-    ])
+    model = ScriptedModel(
+        [
+            '<|start|>assistant to=functions.add<|channel|>analysis<|constrain|>json<|message|>{"a":1,"b":1}<|call|>',
+            '<|channel|>commentary to=functions.add json<|message|>{"a":2,"b":2}<|call|>',
+            '<|channel|>commentary to=functions.add<|message|>{"a":3,"b":3}<|end|>',
+            "<|channel|>commentary<|message|>Working on it.<|end|>",
+            final("done"),
+        ]
+    )
     result = Agent(model, tools=[add]).run("go")
     assert [m.content for m in result.messages if m.role.value == "tool"] == ["2", "4", "6"]
     assert result.steps == 5  # the preamble continued the turn
@@ -140,8 +154,11 @@ def test_limits_end_the_run_with_their_own_status() -> None:
     assert info.value.result.status == "max_tool_calls" and info.value.result.tool_calls == 4
 
     with pytest.raises(RunLimitExceeded) as info:
-        Agent(ScriptedModel([call("add", '{"a":1,"b":2}'), final("x")]), tools=[add],
-              limits=RunLimits(max_tokens=1)).run("?")
+        Agent(
+            ScriptedModel([call("add", '{"a":1,"b":2}'), final("x")]),
+            tools=[add],
+            limits=RunLimits(max_tokens=1),
+        ).run("?")
     assert info.value.result.status == "max_tokens"
 
 
@@ -182,7 +199,9 @@ def test_a_model_error_keeps_the_run() -> None:
 
 
 def test_streaming_events() -> None:
-    model = ScriptedModel([call("add", '{"a": 1, "b": 2}', thought="Add them."), final("3", thought="Got it.")])
+    model = ScriptedModel(
+        [call("add", '{"a": 1, "b": 2}', thought="Add them."), final("3", thought="Got it.")]
+    )
     events = list(Agent(model, tools=[add]).stream("1+2?"))
     kinds = [type(e).__name__ for e in events]
     assert kinds[-1] == "RunDone" and isinstance(events[-1], RunDone)
@@ -190,7 +209,12 @@ def test_streaming_events() -> None:
     assert "".join(e.text for e in events if isinstance(e, FinalDelta)) == "3"
     (tc,) = [e for e in events if isinstance(e, ToolCallEvent)]
     (tr,) = [e for e in events if isinstance(e, ToolResultEvent)]
-    assert (tc.recipient, tc.arguments, tr.text, tr.status) == ("functions.add", '{"a": 1, "b": 2}', "3", "ok")
+    assert (tc.recipient, tc.arguments, tr.text, tr.status) == (
+        "functions.add",
+        '{"a": 1, "b": 2}',
+        "3",
+        "ok",
+    )
     assert kinds.index("ToolCallEvent") < kinds.index("ToolResultEvent") < kinds.index("FinalDelta")
     assert len([e for e in events if isinstance(e, StepDone)]) == 2
 
@@ -208,7 +232,9 @@ def test_reasoning_effort_per_agent_and_per_run() -> None:
 def test_chat_session_drops_earlier_reasoning_from_the_prompt() -> None:
     from agent.harmony import ConversationRenderer
 
-    model = ScriptedModel([final("Paris.", thought="Capital of France."), final("Berlin.", thought="Germany.")])
+    model = ScriptedModel(
+        [final("Paris.", thought="Capital of France."), final("Berlin.", thought="Germany.")]
+    )
     session = Agent(model).chat()
     assert session.send("Capital of France?").text == "Paris."
     assert session.send("And Germany?").text == "Berlin."
@@ -236,12 +262,21 @@ def test_resume_a_thread_from_a_sqlite_checkpoint(tmp_path: Path) -> None:
 
 
 def test_tools_needing_approval_interrupt_and_resume() -> None:
-    model = ScriptedModel([call("delete_file", '{"path": "/tmp/x"}'), final("Deleted."),
-                           call("delete_file", '{"path": "/etc/passwd"}'), final("Not allowed.")])
+    model = ScriptedModel(
+        [
+            call("delete_file", '{"path": "/tmp/x"}'),
+            final("Deleted."),
+            call("delete_file", '{"path": "/etc/passwd"}'),
+            final("Not allowed."),
+        ]
+    )
     agent = Agent(model, tools=[delete_file])
     pending = agent.run("Delete /tmp/x", thread_id="a")
     assert pending.status == "awaiting_approval"
-    assert pending.interrupt == {"recipient": "functions.delete_file", "arguments": '{"path": "/tmp/x"}'}
+    assert pending.interrupt == {
+        "recipient": "functions.delete_file",
+        "arguments": '{"path": "/tmp/x"}',
+    }
     done = agent.run(thread_id="a", resume=True)
     assert done.status == "completed" and done.text == "Deleted."
     assert [m.content for m in done.messages if m.role.value == "tool"] == ["deleted /tmp/x"]
@@ -249,4 +284,6 @@ def test_tools_needing_approval_interrupt_and_resume() -> None:
     agent.run("Delete /etc/passwd", thread_id="b")
     refused = agent.run(thread_id="b", resume={"approved": False, "reason": "system file"})
     tool_msgs = [m.content for m in refused.messages if m.role.value == "tool"]
-    assert tool_msgs == ["error: the user did not approve this call to `functions.delete_file`: system file"]
+    assert tool_msgs == [
+        "error: the user did not approve this call to `functions.delete_file`: system file"
+    ]

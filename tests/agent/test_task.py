@@ -53,7 +53,9 @@ def test_run_command_writes_result_and_trace(tmp_path: Path, api: str) -> None:
     script = [call("add", '{"a": 2, "b": 40}'), final('{"value": 42}')]
     with FakeOpenAIServer(script) as server:
         out = tmp_path / "out"
-        res = CliRunner().invoke(app, ["run", str(task), "--out", str(out), "--base-url", server.base_url, "--json"])
+        res = CliRunner().invoke(
+            app, ["run", str(task), "--out", str(out), "--base-url", server.base_url, "--json"]
+        )
     assert res.exit_code == 0, res.output
     payload = json.loads((out / "result.json").read_text())
     assert payload["status"] == "completed" and payload["output"] == {"value": 42}

@@ -9,7 +9,16 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from tools import SchemaTool, Tool, ToolContext, ToolError, ToolOutput, Toolset, tool, tools_from_schemas
+from tools import (
+    SchemaTool,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolOutput,
+    Toolset,
+    tool,
+    tools_from_schemas,
+)
 from tools.registry import ToolCall, ToolRegistry
 
 
@@ -71,8 +80,12 @@ def test_tool_names_must_be_identifiers() -> None:
 
 
 def test_raw_schema_tool_validates() -> None:
-    t = SchemaTool("f", "d", {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
-                   lambda a: a["n"] * 2)
+    t = SchemaTool(
+        "f",
+        "d",
+        {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        lambda a: a["n"] * 2,
+    )
     reg = ToolRegistry.from_items([t])
     assert call(reg, "functions.f", '{"n": 4}').output.text == "8"
     bad = call(reg, "functions.f", '{"n": "4"}')
@@ -86,7 +99,10 @@ def test_every_bad_call_is_answered_not_raised() -> None:
 
     unknown = call(reg, "functions.nope", "{}")
     assert unknown.status == "unknown_tool"
-    assert "unknown tool `functions.nope`" in unknown.output.text and "functions.distance" in unknown.output.text
+    assert (
+        "unknown tool `functions.nope`" in unknown.output.text
+        and "functions.distance" in unknown.output.text
+    )
 
     not_enabled = call(reg, "python", "print(1)")
     assert "the python tool is not available" in not_enabled.output.text
@@ -97,10 +113,14 @@ def test_every_bad_call_is_answered_not_raised() -> None:
     missing = call(reg, "functions.distance", '{"a": {"x": 0, "y": 0}}')
     assert "missing required argument `b`" in missing.output.text
 
-    wrong_type = call(reg, "functions.distance", '{"a": {"x": "far", "y": 0}, "b": {"x": 1, "y": 1}}')
+    wrong_type = call(
+        reg, "functions.distance", '{"a": {"x": "far", "y": 0}, "b": {"x": 1, "y": 1}}'
+    )
     assert "`a.x`" in wrong_type.output.text and "'far'" in wrong_type.output.text
 
-    extra = call(reg, "functions.distance", '{"a": {"x": 0, "y": 0}, "b": {"x": 1, "y": 1}, "z": 1}')
+    extra = call(
+        reg, "functions.distance", '{"a": {"x": 0, "y": 0}, "b": {"x": 1, "y": 1}, "z": 1}'
+    )
     assert "unknown argument `z`" in extra.output.text
 
     timeout = call(reg, "functions.slow", '{"seconds": 5}')
@@ -113,7 +133,9 @@ def test_every_bad_call_is_answered_not_raised() -> None:
     assert refused.output.text == "error: n=99 is too large; use a number below 10"
 
     ctx = call(reg, "functions.needs_ctx", '{"word": "' + "w" * 80 + '"}')
-    assert ctx.truncated and ctx.output.text.startswith("r1:www") and "[truncated: " in ctx.output.text
+    assert (
+        ctx.truncated and ctx.output.text.startswith("r1:www") and "[truncated: " in ctx.output.text
+    )
 
 
 def test_bare_recipient_resolves_to_functions() -> None:
@@ -137,8 +159,20 @@ def test_custom_namespace_and_duplicates() -> None:
 
 def test_tools_from_openai_style_definitions() -> None:
     seen = []
-    defs = [{"type": "function", "function": {"name": "math.factorial", "description": "n!",
-             "parameters": {"type": "dict", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}]
+    defs = [
+        {
+            "type": "function",
+            "function": {
+                "name": "math.factorial",
+                "description": "n!",
+                "parameters": {
+                    "type": "dict",
+                    "properties": {"n": {"type": "integer"}},
+                    "required": ["n"],
+                },
+            },
+        }
+    ]
     (t,) = tools_from_schemas(defs, lambda name, args: seen.append((name, args)) or "ok")
     assert t.name == "math_factorial" and t.parameters["type"] == "object"
     reg = ToolRegistry.from_items([t])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,8 @@ SCRIPT = [call("lookup", '{"city": "Paris"}'), final("21 °C in Paris.")]
 def record(tmp_path: Path, **kwargs) -> Path:  # type: ignore[no-untyped-def]
     path = tmp_path / "run.jsonl"
     Agent(ScriptedModel(list(SCRIPT)), tools=[lookup], instructions="Weather bot.", **kwargs).run(
-        "Weather in Paris?", trace_path=path)
+        "Weather in Paris?", trace_path=path
+    )
     return path
 
 
@@ -49,20 +51,36 @@ def test_trace_records_header_calls_and_end(tmp_path: Path) -> None:
     assert [m["role"] for m in m1["new_messages"]] == ["user"]
     assert [m["role"] for m in m2["new_messages"]] == ["assistant", "assistant", "tool"]
     (t1,) = trace.tool_calls
-    assert (t1["recipient"], t1["status"], t1["result"]) == ("functions.lookup", "ok", lookup.fn("Paris"))
-    assert trace.end is not None and trace.end["status"] == "completed" and trace.end["output"] == "21 °C in Paris."
+    assert (t1["recipient"], t1["status"], t1["result"]) == (
+        "functions.lookup",
+        "ok",
+        lookup.fn("Paris"),
+    )
+    assert (
+        trace.end is not None
+        and trace.end["status"] == "completed"
+        and trace.end["output"] == "21 °C in Paris."
+    )
 
 
 def test_secrets_are_redacted(tmp_path: Path) -> None:
     secret = "s3cr3t-value-123"
     path = tmp_path / "t.jsonl"
-    model = ScriptedModel([final(f"key sk-abcdefghijklmnop and {secret}, Authorization: Bearer abcdefghijkl")])
+    model = ScriptedModel(
+        [final(f"key sk-abcdefghijklmnop and {secret}, Authorization: Bearer abcdefghijkl")]
+    )
     Agent(model, redact=[secret], instructions=f"use {secret}").run("hi", trace_path=path)
     text = path.read_text()
-    assert secret not in text and "sk-abcdefghijklmnop" not in text and "Bearer abcdefghijkl" not in text
+    assert (
+        secret not in text
+        and "sk-abcdefghijklmnop" not in text
+        and "Bearer abcdefghijkl" not in text
+    )
     assert "[REDACTED]" in text
     assert Redactor()({"headers": {"Authorization": "Bearer x"}, "api_key": "EMPTY"}) == {
-        "headers": {"Authorization": "[REDACTED]"}, "api_key": "[REDACTED]"}
+        "headers": {"Authorization": "[REDACTED]"},
+        "api_key": "[REDACTED]",
+    }
 
 
 def test_strict_replay_passes_and_names_what_changed(tmp_path: Path) -> None:
@@ -71,12 +89,14 @@ def test_strict_replay_passes_and_names_what_changed(tmp_path: Path) -> None:
     assert same.replay(path).text == "21 °C in Paris."
 
     more_tools = Agent(ScriptedModel([]), tools=[lookup, extra], instructions="Weather bot.")
-    with pytest.raises(ReplayDivergence, match="step 1: developer message: tool `functions.extra` added"):
+    with pytest.raises(
+        ReplayDivergence, match=re.escape("step 1: developer message: tool `functions.extra` added")
+    ):
         more_tools.replay(path)
     other_words = Agent(ScriptedModel([]), tools=[lookup], instructions="Be terse.")
-    with pytest.raises(ReplayDivergence, match="step 1: developer message: instructions changed"):
+    with pytest.raises(ReplayDivergence, match=re.escape("step 1: developer message: instructions changed")):
         other_words.replay(path)
-    with pytest.raises(ReplayDivergence, match="step 1: message 1 \\(user\\) differs"):
+    with pytest.raises(ReplayDivergence, match=re.escape("step 1: message 1 (user) differs")):
         same.replay(path, input="Weather in Rome?")
     # Lenient mode only follows the recorded order.
     assert more_tools.replay(path, strict=False).text == "21 °C in Paris."
@@ -84,8 +104,13 @@ def test_strict_replay_passes_and_names_what_changed(tmp_path: Path) -> None:
 
 def test_replay_from_the_trace_alone(tmp_path: Path) -> None:
     report = replay_trace(record(tmp_path))
-    assert report == {"ok": True, "status": "completed", "model_calls": 2, "tool_calls": 1,
-                      "output": "21 °C in Paris."}
+    assert report == {
+        "ok": True,
+        "status": "completed",
+        "model_calls": 2,
+        "tool_calls": 1,
+        "output": "21 °C in Paris.",
+    }
 
 
 def test_trace_from_another_version_fails_naming_it(tmp_path: Path) -> None:
@@ -93,8 +118,10 @@ def test_trace_from_another_version_fails_naming_it(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     header = json.loads(lines[0]) | {"schema_version": 99, "harmonygraph": "9.0.0"}
     path.write_text("\n".join([json.dumps(header), *lines[1:]]))
-    with pytest.raises(TraceError, match="trace schema version 99 \\(written by harmonygraph 9.0.0\\)"):
+    with pytest.raises(
+        TraceError, match=re.escape("trace schema version 99 (written by harmonygraph 9.0.0)")
+    ):
         Trace.load(path)
     (tmp_path / "junk.jsonl").write_text("not json\n")
-    with pytest.raises(TraceError, match="junk.jsonl:1: not JSON"):
+    with pytest.raises(TraceError, match=re.escape("junk.jsonl:1: not JSON")):
         Trace.load(tmp_path / "junk.jsonl")

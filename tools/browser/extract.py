@@ -37,7 +37,7 @@ class ExtractionError(Exception):
 
 _SKIP = frozenset(
     {
-        "script", "style", "noscript", "template", "svg", "math", "head", "iframe", "object",
+        "script", "style", "noscript", "template", "svg", "head", "iframe", "object",
         "embed", "canvas", "button", "select", "option", "input", "textarea", "map", "audio",
         "video", "source", "track", "link", "meta", "title",
     }

@@ -14,7 +14,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
@@ -115,6 +115,21 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def _kind(address: str) -> str:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "an unspecified"
+    if ip.is_loopback:
+        return "a loopback"
+    if ip.is_link_local:
+        return "a link-local (cloud metadata)"
+    if ip.is_private:
+        return "a private"
+    return "a non-public"
+
+
 class SafeFetcher:
     """Fetches http(s) URLs under a `FetchPolicy`; see the module docstring for the rules."""
 
@@ -132,6 +147,10 @@ class SafeFetcher:
                 f"fetching {url} took longer than {self.policy.total_timeout_s:g} s; "
                 "the server is too slow, try another source"
             ) from None
+
+    def fetch_sync(self, url: str) -> FetchResult:
+        """`fetch` for synchronous callers (scripts, ingestion jobs); not inside a running loop."""
+        return asyncio.run(self.fetch(url))
 
     async def _fetch(self, url: str) -> FetchResult:
         p = self.policy
@@ -194,9 +213,12 @@ class SafeFetcher:
             raise FetchError(f"could not resolve host {host}")
         bad = [a for a in addresses if not _is_public(a)]
         if bad:
+            kind = _kind(bad[0])
+            where = (
+                f"is {kind} address" if bad[0] == host else f"resolves to {kind} address {bad[0]}"
+            )
             raise URLRefusedError(
-                f"refused: {host} resolves to non-public address {bad[0]}; only public "
-                "internet hosts can be opened"
+                f"refused: {host} {where}; only public internet hosts can be opened"
             )
         headers["Host"] = parts.netloc.decode("ascii")
         # Connect to the address we checked, not to a second DNS answer; TLS still
@@ -208,9 +230,7 @@ class SafeFetcher:
             extensions={"sni_hostname": host} if parts.scheme == "https" else {},
         )
 
-    async def _read(
-        self, response: httpx.Response, url: str, redirects: list[str]
-    ) -> FetchResult:
+    async def _read(self, response: httpx.Response, url: str, redirects: list[str]) -> FetchResult:
         status = response.status_code
         if status >= 400:
             reason = response.reason_phrase or "error"
@@ -237,9 +257,10 @@ class SafeFetcher:
                 break
         body = b"".join(chunks)[: self.policy.max_bytes]
         if not media_type:
-            media_type = _sniff(body)
-            if media_type is None:
+            sniffed = _sniff(body)
+            if sniffed is None:
                 raise BinaryContentError(f"{url} is binary content with no text to show")
+            media_type = sniffed
         return FetchResult(
             url=url,
             status_code=status,
@@ -310,8 +331,15 @@ def decode_body(body: bytes, declared: str | None, content_type: str = "text/htm
             continue
     from charset_normalizer import from_bytes
 
-    best = from_bytes(body[:200_000]).best()
-    if best is not None and best.encoding:
+    matches = list(from_bytes(body[:200_000]))
+    if matches:
+        best = min(matches, key=lambda m: m.chaos)
+        # windows-1252 is the web's default legacy encoding (WHATWG); on short Western
+        # text the guesses are close, and a Baltic or Central European code page that
+        # scores a hair better is usually the wrong answer.
+        western = next((m for m in matches if m.encoding == "cp1252"), None)
+        if western is not None and western.chaos <= best.chaos + 0.1:
+            best = western
         try:
             return body.decode(best.encoding)
         except (UnicodeDecodeError, LookupError):

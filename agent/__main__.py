@@ -1,0 +1,5 @@
+"""`python -m agent` runs the `harmonygraph` command."""
+
+from agent.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""Browser configuration: a pydantic model, filled from `HARMONYGRAPH_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tools.browser.backends import (
+    DDGSBackend,
+    FolderDocumentSearch,
+    LocalBackend,
+    SearchBackend,
+    SearxNGBackend,
+)
+from tools.browser.fetch import FetchPolicy
+
+__all__ = ["BackendName", "BrowserConfig"]
+
+BackendName = Literal["ddgs", "searxng", "local"]
+
+
+class BrowserConfig(BaseModel):
+    """Everything the browser toolset can be told; `from_env()` reads the environment."""
+
+    search_backend: BackendName = "ddgs"
+    searxng_url: str | None = None
+    local_search_dir: Path | None = None
+    ddgs_proxy: str | None = None
+    search_timeout_s: float = 10.0
+    retry_attempts: int = Field(default=3, ge=1)
+    retry_backoff_s: float = Field(default=1.0, ge=0)
+    max_search_results: int = Field(default=10, ge=1, le=50)
+
+    allow_hosts: list[str] = Field(default_factory=list)
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 20.0
+    max_redirects: int = Field(default=5, ge=0)
+    max_bytes: int = Field(default=5_000_000, ge=1024)
+
+    view_lines: int = Field(default=60, ge=1)  # lines per display when the model does not say
+    view_chars: int = Field(default=6000, ge=200)  # hard cap on one display's characters
+    max_page_chars: int = Field(default=400_000, ge=1000)  # longer extracted text is cut
+    wrap_width: int = Field(default=80, ge=20)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> BrowserConfig:
+        """Settings from `HARMONYGRAPH_<FIELD>` variables (e.g. `HARMONYGRAPH_SEARCH_BACKEND`).
+
+        `HARMONYGRAPH_BROWSER_ALLOW_HOSTS` is a comma-separated list.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = f"HARMONYGRAPH_{name.upper()}"
+            if name == "allow_hosts":
+                key = "HARMONYGRAPH_BROWSER_ALLOW_HOSTS"
+            raw = env.get(key)
+            if raw is None or raw == "":
+                continue
+            values[name] = (
+                [h.strip() for h in raw.split(",") if h.strip()] if (name == "allow_hosts") else raw
+            )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
+
+    def fetch_policy(self) -> FetchPolicy:
+        return FetchPolicy(
+            allow_hosts=tuple(self.allow_hosts),
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            total_timeout_s=self.total_timeout_s,
+            max_redirects=self.max_redirects,
+            max_bytes=self.max_bytes,
+        )
+
+    def build_backend(self) -> SearchBackend:
+        """The configured search backend; `ValueError` says which setting is missing."""
+        if self.search_backend == "ddgs":
+            return DDGSBackend(
+                timeout_s=self.search_timeout_s,
+                proxy=self.ddgs_proxy,
+                retry_attempts=self.retry_attempts,
+                retry_backoff_s=self.retry_backoff_s,
+            )
+        if self.search_backend == "searxng":
+            if not self.searxng_url:
+                raise ValueError(
+                    "search backend searxng needs HARMONYGRAPH_SEARXNG_URL "
+                    "(e.g. http://localhost:8888)"
+                )
+            return SearxNGBackend(
+                self.searxng_url,
+                timeout_s=self.search_timeout_s,
+                retry_attempts=self.retry_attempts,
+                retry_backoff_s=self.retry_backoff_s,
+            )
+        if self.local_search_dir is None:
+            raise ValueError(
+                "search backend local needs HARMONYGRAPH_LOCAL_SEARCH_DIR (a folder of "
+                ".txt/.md/.html files), or pass a LocalBackend over your document store"
+            )
+        return LocalBackend(FolderDocumentSearch(self.local_search_dir))
