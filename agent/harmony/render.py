@@ -165,8 +165,8 @@ class ConversationRenderer:
         self._last_final = last_final
         h = self._hash.copy()
         h.update(_pack(self._assistant_suffix))
-        # The buffer grows in place; the prompt remembers its own length, so a prompt
-        # taken earlier still reads its own tokens until the buffer is rolled back.
+        # The buffer only grows in place (a roll-back starts a new list) and the prompt
+        # remembers its own length, so a prompt taken earlier keeps its own tokens.
         return RenderedPrompt(
             self._buffer, len(self._buffer), self._assistant_suffix, h.hexdigest()
         )
