@@ -297,6 +297,90 @@ def replay(
         )
 
 
+# -- demo -------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "survey"
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="where report.md/.html/.pdf go")] = Path("report"),
+    base_url: BaseUrl = None,
+    model: ModelName = None,
+    api: Api = None,
+    strict: Annotated[bool, typer.Option("--strict", help="fail where a request differs from the recording")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Survey responses in, a cited report with charts out: the survey pipeline end to end.
+
+    Without --base-url/--model the model's turns are replayed from the recorded trace in
+    examples/survey/ while every tool (Postgres, the sandbox, the renderer) runs for real.
+    """
+    import asyncio
+
+    from agent.models.base import run_sync
+    from agent.trace import ReplayModel, Trace, TraceError
+    from graphs.report import ReportWarning, SectionDone, StageDone, StageStarted, ToolActivity
+    from graphs.survey import PipelineError, run_survey_pipeline
+
+    responses = EXAMPLES / "responses.csv"
+    current_date: str | None = None
+    try:
+        if base_url or model:
+            from agent.models import make_model
+
+            client: Any = make_model(base_url=base_url, model=model, api=api)
+            mode = f"live: {client.name}"
+        else:
+            trace = Trace.load(EXAMPLES / "demo_trace.jsonl")
+            current_date = trace.header.get("current_date")
+            client = ReplayModel(trace, strict=strict)
+            mode = f"replaying {len(trace.model_calls)} recorded gpt-oss turns ({trace.header.get('model')})"
+    except (TraceError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+    def progress(event: Any) -> None:
+        if as_json:
+            return
+        if isinstance(event, StageStarted):
+            console.print(f"[bold cyan]▸ {event.stage}[/] {event.detail}")
+        elif isinstance(event, StageDone):
+            console.print(f"  [green]✓ {event.stage}[/] {event.detail} [dim]({event.duration_s:.1f} s)[/]")
+        elif isinstance(event, SectionDone):
+            mark = "[green]✓[/]" if event.supported else "[yellow]![/]"
+            console.print(
+                f"  {mark} section {event.index}/{event.total}: {event.title} "
+                f"[dim]({event.citations} citations, {event.figures} figures)[/]"
+            )
+        elif isinstance(event, ToolActivity) and event.status not in ("called", "ok"):
+            console.print(f"    [yellow]{event.recipient}: {event.status}[/]")
+        elif isinstance(event, ReportWarning):
+            console.print(f"  [yellow]warning:[/] {event.message}")
+
+    if not as_json:
+        console.print(f"[bold]harmonygraph demo[/] · {mode}")
+    try:
+        result = run_sync(run_survey_pipeline(responses, out, model=client, progress=progress,
+                                              current_date=current_date))
+    except PipelineError as exc:
+        kept = exc.partial.kept or exc.partial.delivered
+        raise fail(f"{exc}" + (f" (kept: {', '.join(kept)})" if kept else "")) from None
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise fail("interrupted", code=130) from None
+    paths = {k: result.path(k) for k in ("md", "html", "pdf")}
+    if as_json:
+        t = result.timings
+        _print_json({"report": paths, "delivered": result.delivered, "warnings": result.warnings,
+                     "sandbox": result.sandbox, "timings": t.__dict__ if hasattr(t, "__dict__") else str(t)})
+        return
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print("[bold green]report written:[/]")
+    for kind, path in paths.items():
+        if path:
+            console.print(f"  {kind:5} {path}")
+
+
 # -- doctor -----------------------------------------------------------------------------
 
 
