@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
@@ -179,7 +179,7 @@ class Agent(Generic[T]):
         # serialise the whole conversation at every step.
         self._checkpoint_on_demand = checkpointer == "memory"
         self.checkpointer: BaseCheckpointSaver | None = (
-            memory_saver() if checkpointer == "memory" else checkpointer  # type: ignore[assignment]
+            memory_saver() if checkpointer == "memory" else checkpointer
         )
         self._graph = build_agent_graph().compile(checkpointer=self.checkpointer)
         self._graph_plain = (
@@ -242,7 +242,7 @@ class Agent(Generic[T]):
 
     def run(self, input: str | Sequence[Message] | None = None, **kwargs: Any) -> RunResult[T]:
         """`arun` for sync code."""
-        return run_sync(self.arun(input, **kwargs))  # type: ignore[no-any-return]
+        return run_sync(self.arun(input, **kwargs))
 
     async def astream(
         self, input: str | Sequence[Message] | None = None, **kwargs: Any
@@ -273,7 +273,7 @@ class Agent(Generic[T]):
         input: str | Sequence[Message] | None = None,
     ) -> RunResult[T]:
         """Re-run a recorded run with this agent's configuration, model and tools replayed."""
-        return run_sync(self.areplay(trace, strict=strict, input=input))  # type: ignore[no-any-return]
+        return run_sync(self.areplay(trace, strict=strict, input=input))
 
     async def areplay(
         self,
@@ -361,7 +361,7 @@ class Agent(Generic[T]):
             output=self._output,
             stream_model=stream,
         )
-        config: dict[str, Any] = {
+        config: Any = {
             "configurable": {"thread_id": thread, "hg_runtime": runtime},
             "recursion_limit": max(100, self.limits.max_steps * 4 + 20),
         }
@@ -404,9 +404,9 @@ class Agent(Generic[T]):
             ):
                 if mode == "custom":
                     if stream:
-                        yield chunk
+                        yield cast(AgentEvent, chunk)
                 elif mode == "values":
-                    state = chunk
+                    state = cast(dict[str, Any], chunk)
                 elif isinstance(chunk, dict) and "__interrupt__" in chunk:
                     pending = chunk["__interrupt__"][0].value
         finally:
@@ -426,7 +426,7 @@ class Agent(Generic[T]):
         if not stream:
             yield RunDone(result)
 
-    async def _message_count(self, config: dict[str, Any]) -> int:
+    async def _message_count(self, config: Any) -> int:
         if self.checkpointer is None:
             return 0
         snapshot = await self._graph.aget_state(config)
@@ -556,7 +556,7 @@ class ChatSession:
         return result
 
     def send(self, text: str) -> RunResult[Any]:
-        return run_sync(self.asend(text))  # type: ignore[no-any-return]
+        return run_sync(self.asend(text))
 
     def save(self, path: str | Path) -> Path:
         """Write the conversation's trace so far to `path` (JSON Lines)."""

@@ -304,11 +304,15 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "survey"
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="where report.md/.html/.pdf go")] = Path("report"),
+    out: Annotated[Path, typer.Option("--out", help="where report.md/.html/.pdf go")] = Path(
+        "report"
+    ),
     base_url: BaseUrl = None,
     model: ModelName = None,
     api: Api = None,
-    strict: Annotated[bool, typer.Option("--strict", help="fail where a request differs from the recording")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="fail where a request differs from the recording")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Survey responses in, a cited report with charts out: the survey pipeline end to end.
@@ -319,7 +323,7 @@ def demo(
     import asyncio
 
     from agent.models.base import run_sync
-    from agent.trace import ReplayModel, Trace, TraceError
+    from agent.trace import ReplayDivergence, ReplayModel, Trace, TraceError
     from graphs.report import ReportWarning, SectionDone, StageDone, StageStarted, ToolActivity
     from graphs.survey import PipelineError, run_survey_pipeline
 
@@ -345,7 +349,9 @@ def demo(
         if isinstance(event, StageStarted):
             console.print(f"[bold cyan]▸ {event.stage}[/] {event.detail}")
         elif isinstance(event, StageDone):
-            console.print(f"  [green]✓ {event.stage}[/] {event.detail} [dim]({event.duration_s:.1f} s)[/]")
+            console.print(
+                f"  [green]✓ {event.stage}[/] {event.detail} [dim]({event.duration_s:.1f} s)[/]"
+            )
         elif isinstance(event, SectionDone):
             mark = "[green]✓[/]" if event.supported else "[yellow]![/]"
             console.print(
@@ -360,18 +366,34 @@ def demo(
     if not as_json:
         console.print(f"[bold]harmonygraph demo[/] · {mode}")
     try:
-        result = run_sync(run_survey_pipeline(responses, out, model=client, progress=progress,
-                                              current_date=current_date))
+        result = run_sync(
+            run_survey_pipeline(
+                responses, out, model=client, progress=progress, current_date=current_date
+            )
+        )
     except PipelineError as exc:
         kept = exc.partial.kept or exc.partial.delivered
         raise fail(f"{exc}" + (f" (kept: {', '.join(kept)})" if kept else "")) from None
+    except ReplayDivergence as exc:
+        raise fail(
+            f"the replay diverged from the recording at {exc}; without --strict the demo "
+            "follows the recorded turns in order",
+            code=1,
+        ) from None
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise fail("interrupted", code=130) from None
     paths = {k: result.path(k) for k in ("md", "html", "pdf")}
     if as_json:
         t = result.timings
-        _print_json({"report": paths, "delivered": result.delivered, "warnings": result.warnings,
-                     "sandbox": result.sandbox, "timings": t.__dict__ if hasattr(t, "__dict__") else str(t)})
+        _print_json(
+            {
+                "report": paths,
+                "delivered": result.delivered,
+                "warnings": result.warnings,
+                "sandbox": result.sandbox,
+                "timings": t.__dict__ if hasattr(t, "__dict__") else str(t),
+            }
+        )
         return
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")

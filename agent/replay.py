@@ -26,7 +26,7 @@ class RecordedToolset(Toolset):
     def __init__(self, config: ToolNamespaceConfig, *, builtin: bool) -> None:
         super().__init__(namespace=config.name, description=config.description)
         self._config = config
-        self.builtin = builtin  # type: ignore[misc]
+        self.builtin = builtin
 
     def namespace_config(self) -> ToolNamespaceConfig:
         return self._config

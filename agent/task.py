@@ -72,19 +72,18 @@ class TaskSpec(_Strict):
     instructions: str | None = None
     input: str
     reasoning: Literal["low", "medium", "high"] = "medium"
-    model: ModelSpec = Field(default_factory=ModelSpec)
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec.model_validate({}))
     tools: list[ToolSpec | str] = Field(default_factory=list)
     output_schema: dict[str, Any] | None = None
     output_type: str | None = None
-    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    limits: LimitsSpec = Field(default_factory=lambda: LimitsSpec.model_validate({}))
 
     def tool_specs(self) -> list[ToolSpec]:
         out = []
         for t in self.tools:
             if isinstance(t, str):
-                out.append(
-                    ToolSpec(builtin=t) if t in ("python", "browser") else ToolSpec(**{"import": t})
-                )
+                key = "builtin" if t in ("python", "browser") else "import"
+                out.append(ToolSpec.model_validate({key: t}))
             else:
                 out.append(t)
         return out
@@ -195,18 +194,13 @@ def agent_for_task(
     if spec.output_type:
         output_type = import_object(spec.output_type)
     m = spec.model
-    settings = ModelSettings(
-        **{
-            k: v
-            for k, v in {
-                "max_tokens": m.max_tokens,
-                "temperature": m.temperature,
-                "top_p": m.top_p,
-                "timeout": m.timeout,
-            }.items()
-            if v is not None
-        }
-    )
+    overrides: dict[str, Any] = {
+        "max_tokens": m.max_tokens,
+        "temperature": m.temperature,
+        "top_p": m.top_p,
+        "timeout": m.timeout,
+    }
+    settings = ModelSettings(**{k: v for k, v in overrides.items() if v is not None})
     api_key = os.environ.get(m.api_key_env) if m.api_key_env else None
     client = make_model(
         base_url=base_url or m.base_url, model=model or m.name, api=api or m.api, api_key=api_key

@@ -29,10 +29,10 @@ from tools.registry import ToolCall, ToolCallResult, ToolRegistry
 
 __all__ = [
     "SCHEMA_VERSION",
+    "RecordingModel",
     "Redactor",
     "ReplayDivergence",
     "ReplayModel",
-    "RecordingModel",
     "ReplayToolRegistry",
     "Trace",
     "TraceError",
@@ -433,7 +433,7 @@ class ReplayModel:
                 was = self._known.get(a)
                 what = f"message {i + 1} ({_label(now)}) differs"
                 if was is not None:
-                    what += f": recorded {_short(was.content)!r}, now {_short(now.content)!r}"
+                    what += ": " + _first_difference(was, now)
                 raise ReplayDivergence(step, what)
         if len(keys) != len(recorded_keys):
             raise ReplayDivergence(
@@ -461,6 +461,20 @@ def _label(m: Message) -> str:
     if m.is_tool_call:
         return f"call to {m.recipient}"
     return f"{m.role.value}{'/' + m.channel if m.channel else ''}"
+
+
+def _first_difference(was: Message, now: Message) -> str:
+    """Where two versions of a message part ways, with a little of each side."""
+    if was.content == now.content:
+        for field_name in ("channel", "recipient", "content_type", "name"):
+            a, b = getattr(was, field_name), getattr(now, field_name)
+            if a != b:
+                return f"{field_name} recorded {a!r}, now {b!r}"
+        return "headers differ"
+    a, b = was.content, now.content
+    i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), min(len(a), len(b)))
+    lo = max(0, i - 20)
+    return f"at character {i}: recorded …{a[lo : i + 30]!r}, now …{b[lo : i + 30]!r}"
 
 
 def _short(text: str, n: int = 60) -> str:

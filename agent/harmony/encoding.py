@@ -61,7 +61,9 @@ def get_encoding() -> HarmonyEncoding:
     try:
         return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     except Exception as exc:  # the Rust side raises HarmonyError for every kind of failure
-        raise VocabularyError(f"{_vocab_hint()} (cause: {str(exc).splitlines()[0][:200]})") from None
+        raise VocabularyError(
+            f"{_vocab_hint()} (cause: {str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 def vocabulary_status() -> tuple[bool, str]:

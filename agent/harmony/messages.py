@@ -78,7 +78,9 @@ class Message:
     @property
     def is_preamble(self) -> bool:
         """Commentary meant for the user while tools run (no recipient)."""
-        return self.role is Role.ASSISTANT and self.channel == "commentary" and not self.is_tool_call
+        return (
+            self.role is Role.ASSISTANT and self.channel == "commentary" and not self.is_tool_call
+        )
 
     # -- serialisation --------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

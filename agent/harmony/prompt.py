@@ -34,7 +34,11 @@ __all__ = [
 
 ReasoningLevel = Literal["low", "medium", "high"]
 DEFAULT_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
-_EFFORT = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}
+_EFFORT = {
+    "low": ReasoningEffort.LOW,
+    "medium": ReasoningEffort.MEDIUM,
+    "high": ReasoningEffort.HIGH,
+}
 
 
 def parse_reasoning(value: str) -> ReasoningLevel:
@@ -69,7 +73,9 @@ class ResponseFormat:
         schema = schema_of(output_type)
         fmt_name = name or schema.get("title") or getattr(output_type, "__name__", "response")
         description = schema.get("description", "")
-        return cls(name=_snake(str(fmt_name)), schema=flatten_schema(schema), description=description)
+        return cls(
+            name=_snake(str(fmt_name)), schema=flatten_schema(schema), description=description
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,9 @@ def render_system(config: SystemConfig, *, has_function_tools: bool) -> list[int
         content = content.with_tools(ns)
     msg = HMessage.from_role_and_content(Role.SYSTEM, content)
     # The flag adds the line that sends `functions` calls to the commentary channel.
-    return get_encoding().render(msg, RenderOptions(conversation_has_function_tools=has_function_tools))
+    return get_encoding().render(
+        msg, RenderOptions(conversation_has_function_tools=has_function_tools)
+    )
 
 
 def render_developer(config: DeveloperConfig) -> list[int]:

@@ -68,7 +68,9 @@ class _Flattener:
                 name = ref[len(prefix) :]
                 if name in self.defs:
                     return name, self.defs[name]
-        raise SchemaError(f"cannot resolve $ref {ref!r}: only local #/$defs/... references are supported")
+        raise SchemaError(
+            f"cannot resolve $ref {ref!r}: only local #/$defs/... references are supported"
+        )
 
     def node(self, node: Any, *, depth: int, stack: tuple[str, ...]) -> Any:
         if isinstance(node, bool):
@@ -120,7 +122,9 @@ class _Flattener:
         if isinstance(node.get("items"), dict):
             node["items"] = self.node(node["items"], depth=depth + 1, stack=stack)
         elif isinstance(node.get("items"), list):  # tuple form (draft 4-7)
-            node["items"] = _union([self.node(i, depth=depth + 1, stack=stack) for i in node["items"]])
+            node["items"] = _union(
+                [self.node(i, depth=depth + 1, stack=stack) for i in node["items"]]
+            )
         if "prefixItems" in node:
             node["items"] = _union(
                 [self.node(i, depth=depth + 1, stack=stack) for i in node.pop("prefixItems")]

@@ -156,7 +156,9 @@ class _Portal:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="harmonygraph-sync", daemon=True)
+                thread = threading.Thread(
+                    target=loop.run_forever, name="harmonygraph-sync", daemon=True
+                )
                 thread.start()
                 self._loop = loop
             return self._loop
@@ -181,7 +183,9 @@ def _refuse_inside_loop(what: Any) -> None:
     close = getattr(what, "close", None) or getattr(what, "aclose", None)
     if close is not None and asyncio.iscoroutinefunction(close) is False:
         close()
-    raise RuntimeError("called a sync method inside a running event loop; await the async variant instead")
+    raise RuntimeError(
+        "called a sync method inside a running event loop; await the async variant instead"
+    )
 
 
 def run_sync(coro: Any) -> Any:

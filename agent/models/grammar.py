@@ -90,7 +90,7 @@ def _llguidance() -> Any:
 @functools.cache
 def token_byte_table() -> tuple[bytes, ...]:
     """The bytes of every token id of o200k_harmony, special tokens as their text."""
-    inner = get_encoding()._inner  # type: ignore[attr-defined]
+    inner = get_encoding()._inner
     return tuple(bytes(inner.decode_bytes([i])) for i in range(VOCAB_SIZE))
 
 
@@ -169,9 +169,7 @@ def close_objects(schema: Any) -> Any:
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
-def compile_json_schema(
-    schema: Mapping[str, Any] | str, *, closed: bool = True
-) -> CompiledSchema:
+def compile_json_schema(schema: Mapping[str, Any] | str, *, closed: bool = True) -> CompiledSchema:
     """The grammar for a JSON Schema; cached per schema (canonical JSON) in this process.
 
     `closed`: forbid keys the schema does not name (see `close_objects`).

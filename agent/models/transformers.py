@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -256,7 +256,9 @@ class TransformersModel:
                     break
                 step = torch.tensor([[token]], dtype=torch.long, device=self.device)
                 seq = torch.cat([seq, step], dim=1)
-                out = self.model(input_ids=step, past_key_values=out.past_key_values, use_cache=True)
+                out = self.model(
+                    input_ids=step, past_key_values=out.past_key_values, use_cache=True
+                )
         constrained = any(
             isinstance(p, HarmonyJsonSchemaProcessor) and p.active for p in processors
         )
@@ -271,7 +273,7 @@ class TransformersModel:
         assert response is not None  # stream always ends with ResponseDone
         return response
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamEvent, None]:
         settings = self.settings_for(request)
         prompt = self.render(request)
         prompt_ids = prompt.tokens
@@ -307,7 +309,7 @@ class TransformersModel:
         for event in events:
             yield event
         tokens = generation.tokens
-        raw = bytes(get_encoding()._inner.decode_bytes(tokens))  # type: ignore[attr-defined]
+        raw = bytes(get_encoding()._inner.decode_bytes(tokens))
         yield ResponseDone(
             ModelResponse(
                 messages=tuple(result.messages),

@@ -41,14 +41,23 @@ async def record(base_url: str | None, model: str | None, out: Path) -> None:
         inner = ScriptedModel(SurveyScript(), name="openai/gpt-oss-20b")
     recording = RecordingModel(inner, out)
     with tempfile.TemporaryDirectory() as tmp:
-        result = await run_survey_pipeline(HERE / "responses.csv", Path(tmp) / "report", model=recording,
-                                           current_date=DEMO_DATE, progress=None)
-        print(f"recorded {len(recording.recorder.records)} records to {out}; report sections: "
-              f"{len(result.report.sections) if result.report else 0}")
+        result = await run_survey_pipeline(
+            HERE / "responses.csv",
+            Path(tmp) / "report",
+            model=recording,
+            current_date=DEMO_DATE,
+            progress=None,
+        )
+        print(
+            f"recorded {len(recording.recorder.records)} records to {out}; report sections: "
+            f"{len(result.report.sections) if result.report else 0}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base-url")
     parser.add_argument("--model")
     parser.add_argument("--out", type=Path, default=HERE / "demo_trace.jsonl")

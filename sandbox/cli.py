@@ -1,0 +1,198 @@
+"""`harmonygraph sandbox ...`: build the image, run code, check which backends work."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .config import SandboxConfig
+from .errors import SandboxError
+
+app = typer.Typer(
+    name="sandbox",
+    help="Sandboxed Python execution: build the image, run code, check the backends.",
+    no_args_is_help=True,
+)
+
+BackendOpt = Annotated[
+    str | None,
+    typer.Option("--backend", help="docker or local (default: $HARMONYGRAPH_SANDBOX or docker)"),
+]
+ImageOpt = Annotated[
+    str | None, typer.Option("--image", help="image name:tag ($HARMONYGRAPH_SANDBOX_IMAGE)")
+]
+
+
+def _config(backend: str | None, image: str | None, **extra: Any) -> SandboxConfig:
+    overrides: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
+    if backend:
+        overrides["backend"] = backend
+    if image:
+        overrides["image"] = image
+    return SandboxConfig.from_env(**overrides)
+
+
+@app.command()
+def build(
+    offline: Annotated[
+        bool | None,
+        typer.Option(
+            "--offline/--registry",
+            help="offline: debootstrap + docker import; registry: Dockerfile only; "
+            "default: Dockerfile, then offline if that fails",
+        ),
+    ] = None,
+    image: ImageOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
+) -> None:
+    """Build the sandbox image (numpy, pandas, matplotlib, scipy)."""
+    from rich.console import Console
+
+    from .image import build_image
+
+    cfg = _config(None, image)
+    console = Console(stderr=True)
+    try:
+        with console.status(f"building {cfg.image}") as status:
+
+            def progress(msg: str) -> None:
+                status.update(msg[:120])
+                console.log(msg[:300])
+
+            report = build_image(cfg, offline=offline, progress=progress)
+    except SandboxError as exc:
+        console.print(f"[red]build failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(_asdict(report)))
+    else:
+        console.print(
+            f"[green]built[/green] {report.image} ({report.method}) in {report.seconds} s, "
+            f"{report.size_mb} MB"
+        )
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+@app.command("exec")
+def exec_(
+    code_file: Annotated[
+        str | None,
+        typer.Option("--code-file", "-f", help="file with the code; '-' reads stdin"),
+    ] = None,
+    code_arg: Annotated[str | None, typer.Argument(help="code, or '-' for stdin")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    session_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--session-dir",
+            help="files here are copied into /mnt/data first; files the code creates are "
+            "copied back",
+        ),
+    ] = None,
+    backend: BackendOpt = None,
+    image: ImageOpt = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="seconds")] = None,
+) -> None:
+    """Run code in a fresh sandbox session and print the result."""
+    from .factory import get_sandbox
+
+    source = code_file if code_file is not None else code_arg
+    if source is None or source == "-":
+        code = sys.stdin.read()
+    elif code_file is not None:
+        code = Path(code_file).read_text(encoding="utf-8")
+    else:
+        code = source
+    cfg = _config(backend, image, timeout_s=timeout)
+    # The CLI runs one cell, so importing the whole scientific stack up front would only
+    # slow it down; the code imports what it uses.
+    cfg = cfg.model_copy(update={"preload": []})
+    try:
+        sandbox = get_sandbox(cfg, session_dir=session_dir)
+        with sandbox.start_session_sync() as session:
+            if session_dir is not None and cfg.backend == "docker" and session_dir.is_dir():
+                for f in sorted(session_dir.rglob("*")):
+                    if f.is_file() and not any(p.startswith(".") for p in f.parts):
+                        session.write_file_sync(str(f.relative_to(session_dir)), f.read_bytes())
+            result = session.execute_sync(code)
+            if session_dir is not None and cfg.backend == "docker":
+                session_dir.mkdir(parents=True, exist_ok=True)
+                for sf in result.files:
+                    dest = session_dir / sf.path
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(session.read_file_sync(sf.path))
+    except SandboxError as exc:
+        if as_json:
+            typer.echo(json.dumps({"status": "unavailable", "error": str(exc)}))
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        text = result.render()
+        if text:
+            typer.echo(text)
+        for made in result.files:
+            typer.echo(f"[file: /mnt/data/{made.path} ({made.size} bytes)]", err=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    image: ImageOpt = None,
+) -> None:
+    """Say which backends work here, and why not where they do not."""
+    from .docker_backend import DockerSandbox
+    from .local_backend import LocalSandbox
+
+    cfg = _config(None, image, preload=[])
+    checks: dict[str, dict[str, Any]] = {}
+    for name, sandbox in (("docker", DockerSandbox(cfg)), ("local", LocalSandbox(cfg))):
+        entry: dict[str, Any] = {"isolation": sandbox.isolation}
+        try:
+            entry.update(sandbox.check())
+            with sandbox.start_session_sync() as session:
+                result = session.execute_sync("import sys; sys.version.split()[0]", timeout=30)
+            entry["ok"] = result.ok
+            entry["python"] = (result.value or "").strip("'")
+            if not result.ok:
+                entry["error"] = result.render()
+        except SandboxError as exc:
+            entry["ok"] = False
+            entry["error"] = str(exc)
+        checks[name] = entry
+    chosen = cfg.backend
+    if as_json:
+        typer.echo(json.dumps({"configured": chosen, "backends": checks}))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("backend", "works", "isolation", "details")
+        for name, entry in checks.items():
+            details = entry.get("error") or ", ".join(
+                f"{k}={v}" for k, v in entry.items() if k not in ("ok", "isolation", "error")
+            )
+            table.add_row(
+                name + (" (configured)" if name == chosen else ""),
+                "[green]yes[/green]" if entry["ok"] else "[red]no[/red]",
+                str(entry["isolation"]),
+                str(details),
+            )
+        Console().print(table)
+    raise typer.Exit(0 if checks.get(chosen, {}).get("ok") else 1)
+
+
+if __name__ == "__main__":
+    app()

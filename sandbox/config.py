@@ -1,0 +1,78 @@
+"""Sandbox configuration: one typed model, filled from `HARMONYGRAPH_SANDBOX_*` env vars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["DEFAULT_IMAGE", "SandboxConfig", "harmonygraph_home"]
+
+DEFAULT_IMAGE = "harmonygraph-sandbox:0.1"
+Backend = Literal["docker", "local"]
+
+
+def harmonygraph_home() -> Path:
+    """Where harmonygraph keeps data on disk: `$HARMONYGRAPH_HOME` or `~/.harmonygraph`."""
+    return Path(os.environ.get("HARMONYGRAPH_HOME") or Path.home() / ".harmonygraph")
+
+
+class SandboxConfig(BaseModel):
+    """Limits and choices for sandboxed execution.
+
+    Every field can be set from the environment as `HARMONYGRAPH_SANDBOX_<FIELD>`
+    (upper case); the backend itself is `HARMONYGRAPH_SANDBOX` and the image
+    `HARMONYGRAPH_SANDBOX_IMAGE`.
+    """
+
+    backend: Backend = "docker"
+    image: str = DEFAULT_IMAGE
+    memory_mb: int = Field(default=1024, ge=64, description="memory limit, swap included")
+    cpus: float = Field(default=1.0, gt=0, description="CPU quota in cores")
+    pids_limit: int = Field(default=128, ge=8, description="processes and threads in the sandbox")
+    timeout_s: float = Field(default=30.0, gt=0, description="wall time per execution")
+    interrupt_grace_s: float = Field(
+        default=2.0, gt=0, description="wait after SIGINT on timeout before killing the kernel"
+    )
+    start_timeout_s: float = Field(
+        default=60.0, gt=0, description="kernel start, preloads included"
+    )
+    max_output_chars: int = Field(
+        default=20_000, ge=100, description="stdout/stderr kept per stream"
+    )
+    hard_output_chars: int = Field(
+        default=8 * 1024 * 1024, ge=1000, description="printing beyond this stops the execution"
+    )
+    disk_mb: int = Field(default=256, ge=1, description="size of the writable /mnt/data")
+    tmp_mb: int = Field(default=64, ge=1, description="size of the writable /tmp")
+    max_file_mb: int = Field(default=32, ge=1, description="largest file copied out as an artifact")
+    network: bool = Field(default=False, description="give the sandbox a network (off by default)")
+    pool_size: int = Field(default=1, ge=0, description="warm kernels kept ready")
+    preload: list[str] = Field(
+        default_factory=lambda: ["numpy", "pandas", "matplotlib", "matplotlib.pyplot", "scipy"],
+        description="modules imported before a session takes a warm kernel",
+    )
+    local_python: str = Field(default="python3", description="interpreter for the local backend")
+    local_bwrap: bool = Field(
+        default=True, description="isolate the local backend with bwrap if found"
+    )
+    home: Path = Field(default_factory=harmonygraph_home)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> SandboxConfig:
+        values: dict[str, object] = {}
+        backend = os.environ.get("HARMONYGRAPH_SANDBOX")
+        if backend:
+            values["backend"] = backend.strip().lower()
+        for name, field in cls.model_fields.items():
+            raw = os.environ.get(f"HARMONYGRAPH_SANDBOX_{name.upper()}")
+            if raw is None or name == "backend":
+                continue
+            if field.annotation is not None and "list" in str(field.annotation):
+                values[name] = [m.strip() for m in raw.split(",") if m.strip()]
+            else:
+                values[name] = raw
+        values.update(overrides)
+        return cls.model_validate(values)

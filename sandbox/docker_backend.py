@@ -1,0 +1,337 @@
+"""`DockerSandbox`: one locked-down container per kernel, driven over its attached stdin/stdout."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .config import SandboxConfig
+from .errors import DockerUnavailableError, ImageNotFoundError, SandboxStartError
+from .kernel import BOOTSTRAP
+from .session import KernelProcess, Sandbox, kernel_config, kernel_source
+
+__all__ = ["LABEL", "DockerKernel", "DockerSandbox", "reap_stale_containers"]
+
+LABEL = "harmonygraph.sandbox"
+SANDBOX_UID = 1000
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# Containers this process started and has not removed yet, removed at exit.
+_LIVE: dict[str, Any] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _remove_live_at_exit() -> None:
+    with _LIVE_LOCK:
+        containers = list(_LIVE.values())
+        _LIVE.clear()
+    for c in containers:
+        try:
+            c.remove(force=True)
+        except Exception:
+            pass
+
+
+atexit.register(_remove_live_at_exit)
+
+
+def docker_client(base_url: str | None = None) -> Any:
+    """A connected `docker.DockerClient`, or a `DockerUnavailableError` saying what to do."""
+    try:
+        import docker
+    except ImportError:
+        raise DockerUnavailableError(
+            "the `docker` Python package is missing: pip install 'harmonygraph[sandbox]' "
+            "(or use HARMONYGRAPH_SANDBOX=local)"
+        ) from None
+    where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = (
+            docker.DockerClient(base_url=where, timeout=120)
+            if base_url
+            else docker.from_env(timeout=120)
+        )
+        client.ping()
+    except Exception as exc:
+        raise DockerUnavailableError(
+            f"no Docker engine answers at {where} ({type(exc).__name__}: {exc}); start one "
+            "(`sudo dockerd --iptables=false --bridge=none &`, or run .ci/setup-docker) or "
+            "use HARMONYGRAPH_SANDBOX=local"
+        ) from None
+    return client
+
+
+def reap_stale_containers(client: Any) -> list[str]:
+    """Remove sandbox containers whose owning process is gone (crashed or killed hosts).
+
+    Each container is labelled with its owner's PID and the machine's boot id; one whose
+    owner is not running on this boot is stale. Stopped ones are removed in any case.
+    """
+    removed = []
+    boot = _boot_id()
+    host = socket.gethostname()
+    for c in client.containers.list(all=True, filters={"label": LABEL}):
+        labels = c.labels or {}
+        owner_pid = int(labels.get("harmonygraph.owner_pid", "0") or 0)
+        same_host = labels.get("harmonygraph.host") == host
+        if owner_pid == os.getpid() and same_host:
+            stale = c.id not in _LIVE and c.status != "created"
+        elif same_host:
+            stale = labels.get("harmonygraph.boot_id") != boot or not _pid_alive(owner_pid)
+        else:
+            # Another machine sharing this engine: only its stopped kernels are surely dead.
+            stale = c.status in ("exited", "dead")
+        if stale:
+            try:
+                c.remove(force=True)
+                removed.append(c.id[:12])
+            except Exception:
+                pass
+    return removed
+
+
+class DockerKernel(KernelProcess):
+    backend = "docker"
+
+    def __init__(self, client: Any, container: Any, sock: Any, config: SandboxConfig) -> None:
+        super().__init__()
+        self.client = client
+        self.container = container
+        self.config = config
+        # docker-py hands back a SocketIO around the real socket; we want the socket.
+        self._sock: socket.socket = getattr(sock, "_sock", sock)
+        self._sock_io = sock
+        self._killed = False
+        self._kill_lock = threading.Lock()
+        self._state: dict[str, Any] | None = None
+
+    def _write(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                return bytes(buf)
+            buf += chunk
+        return bytes(buf)
+
+    def _chunks(self) -> Iterator[tuple[int, bytes]]:
+        # Without a TTY the attach stream is multiplexed: an 8-byte header (stream id,
+        # three zero bytes, big-endian length) before each frame.
+        while True:
+            header = self._recv_exact(8)
+            if len(header) < 8:
+                return
+            stream, size = struct.unpack(">BxxxL", header)
+            payload = self._recv_exact(size)
+            if len(payload) < size:
+                return
+            yield stream, payload
+
+    def interrupt(self) -> None:
+        # docker-init (tini) is PID 1 and forwards the signal to the kernel.
+        try:
+            self.container.kill(signal="SIGINT")
+        except Exception:
+            pass
+
+    def death_reason(self) -> str:
+        state = self._inspect_state()
+        if not state:
+            return "the container is gone"
+        if state.get("OOMKilled"):
+            return f"out of memory: the sandbox exceeded its {self.config.memory_mb} MiB limit"
+        code = state.get("ExitCode")
+        if state.get("Running"):
+            return "the kernel stopped answering"
+        if code == 137:
+            return "killed (SIGKILL), most likely by the out-of-memory killer"
+        return f"the kernel exited with status {code}"
+
+    def _inspect_state(self) -> dict[str, Any] | None:
+        if self._state is not None:
+            return self._state
+        # The reader may see EOF a moment before the engine records the exit.
+        for _ in range(20):
+            try:
+                self.container.reload()
+            except Exception:
+                return None
+            state: dict[str, Any] = self.container.attrs.get("State", {})
+            if not state.get("Running"):
+                self._state = state
+                return state
+            time.sleep(0.05)
+        return self.container.attrs.get("State", {})
+
+    def kill(self) -> None:
+        with self._kill_lock:
+            if self._killed:
+                return
+            self._killed = True
+        if not self._eof.is_set():
+            self._state = {"Running": False, "ExitCode": None, "removed": True}
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        try:
+            self.container.remove(force=True)
+        except Exception:
+            pass
+        with _LIVE_LOCK:
+            _LIVE.pop(self.container.id, None)
+
+
+class DockerSandbox(Sandbox):
+    """Kernels in Docker containers: no network, read-only root, non-root, capped resources."""
+
+    kind = "docker"
+    isolation = "strong"
+
+    def __init__(self, config: SandboxConfig | None = None, *, base_url: str | None = None):
+        super().__init__(config)
+        self.base_url = base_url
+        self._client: Any = None
+        self._reaped = False
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = docker_client(self.base_url)
+            if not self._reaped:
+                self._reaped = True
+                reap_stale_containers(self._client)
+            return self._client
+
+    def check(self) -> dict[str, Any]:
+        client = self.client()
+        image = self._image(client)
+        version = client.version()
+        return {
+            "engine": version.get("Version"),
+            "image": self.config.image,
+            "image_id": image.id[:19],
+            "isolation": self.isolation,
+        }
+
+    def _image(self, client: Any) -> Any:
+        import docker.errors
+
+        try:
+            return client.images.get(self.config.image)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"the sandbox image {self.config.image} is not in the Docker engine: build it "
+                "with `harmonygraph sandbox build` (add --offline without a registry) or set "
+                "HARMONYGRAPH_SANDBOX_IMAGE"
+            ) from None
+
+    def container_options(self) -> dict[str, Any]:
+        """The `containers.create` arguments: where the isolation is decided."""
+        cfg = self.config
+        uid = SANDBOX_UID
+        env = {
+            "HOME": "/mnt/data",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": "/tmp/matplotlib",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            # BLAS thread pools sized to the CPU quota instead of the host's core count.
+            "OPENBLAS_NUM_THREADS": str(max(1, int(cfg.cpus))),
+            "OMP_NUM_THREADS": str(max(1, int(cfg.cpus))),
+            "MKL_NUM_THREADS": str(max(1, int(cfg.cpus))),
+        }
+        return {
+            "image": cfg.image,
+            "command": ["python3", "-u", "-c", BOOTSTRAP],
+            "stdin_open": True,
+            # Not detached: docker-py then sets StdinOnce, so when our attach connection
+            # closes (the host process died) the kernel reads EOF and exits, and the
+            # container stops instead of idling until the next reap.
+            "detach": False,
+            "tty": False,
+            "init": True,
+            "user": f"{uid}:{uid}",
+            "working_dir": "/mnt/data",
+            "environment": env,
+            "network_mode": "bridge" if cfg.network else "none",
+            "read_only": True,
+            "tmpfs": {
+                "/mnt/data": f"rw,size={cfg.disk_mb}m,uid={uid},gid={uid},mode=0755",
+                "/tmp": f"rw,size={cfg.tmp_mb}m,mode=1777",
+            },
+            "mem_limit": f"{cfg.memory_mb}m",
+            "memswap_limit": f"{cfg.memory_mb}m",
+            "nano_cpus": int(cfg.cpus * 1e9),
+            "pids_limit": cfg.pids_limit,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "labels": {
+                LABEL: "1",
+                "harmonygraph.owner_pid": str(os.getpid()),
+                "harmonygraph.host": socket.gethostname(),
+                "harmonygraph.boot_id": _boot_id(),
+            },
+            "log_config": {"type": "none", "config": {}},
+        }
+
+    def spawn_kernel(self) -> DockerKernel:
+        client = self.client()
+        import docker.errors
+
+        try:
+            container = client.containers.create(**self.container_options())
+        except docker.errors.ImageNotFound:
+            self._image(client)
+            raise
+        except docker.errors.APIError as exc:
+            raise SandboxStartError(f"could not create the sandbox container: {exc}") from None
+        with _LIVE_LOCK:
+            _LIVE[container.id] = container
+        try:
+            sock = container.attach_socket(
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            container.start()
+        except Exception as exc:
+            try:
+                container.remove(force=True)
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.pop(container.id, None)
+            raise SandboxStartError(f"could not start the sandbox container: {exc}") from None
+        kernel = DockerKernel(client, container, sock, self.config)
+        kernel.boot(
+            kernel_source(),
+            kernel_config(self.config, data_dir="/mnt/data", scratch_dir="/tmp", kill_strays=True),
+            self.config.start_timeout_s,
+        )
+        return kernel

@@ -1,0 +1,65 @@
+"""Configuration, apt source parsing and result rendering (no engine needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandbox import ExecError, ExecResult, SandboxConfig
+from sandbox.image import read_apt_source
+
+
+def test_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HARMONYGRAPH_SANDBOX", "LOCAL")
+    monkeypatch.setenv("HARMONYGRAPH_SANDBOX_IMAGE", "mine:2")
+    monkeypatch.setenv("HARMONYGRAPH_SANDBOX_MEMORY_MB", "2048")
+    monkeypatch.setenv("HARMONYGRAPH_SANDBOX_PRELOAD", "numpy, scipy")
+    monkeypatch.setenv("HARMONYGRAPH_SANDBOX_NETWORK", "false")
+    monkeypatch.setenv("HARMONYGRAPH_HOME", str(tmp_path))
+    cfg = SandboxConfig.from_env()
+    assert (cfg.backend, cfg.image, cfg.memory_mb) == ("local", "mine:2", 2048)
+    assert cfg.preload == ["numpy", "scipy"] and cfg.network is False
+    assert cfg.home == tmp_path
+
+
+def test_bad_backend_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARMONYGRAPH_SANDBOX", "vm")
+    with pytest.raises(ValueError, match="backend"):
+        SandboxConfig.from_env()
+
+
+def test_apt_sources_deb822_and_one_line(tmp_path: Path) -> None:
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: trixie-security\n"
+        "Components: main\n\n"
+        "Types: deb deb-src\nURIs: http://mirror.example/debian\nSuites: trixie trixie-updates\n"
+        "Components: main contrib\nSigned-By: /usr/share/keyrings/x.gpg\n"
+    )
+    src = read_apt_source(tmp_path)
+    assert (src.uri, src.suite, src.components) == (
+        "http://mirror.example/debian",
+        "trixie",
+        ("main", "contrib"),
+    )
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64] http://m.example/debian bookworm main\n"
+    )
+    assert read_apt_source(one).suite == "bookworm"
+
+
+def test_render_matches_a_notebook_cell() -> None:
+    ok = ExecResult(status="ok", stdout="a\n", stderr="w\n", value="3")
+    assert ok.render() == "a\nw\n3"
+    err = ExecResult(
+        status="error",
+        stdout="partial\n",
+        error=ExecError("KeyError", "'k'", "Traceback (most recent call last):\nKeyError: 'k'\n"),
+    )
+    assert err.render() == "partial\nTraceback (most recent call last):\nKeyError: 'k'"
+    cut = ExecResult(status="output_limit", stdout="x" * 10, stdout_truncated=True, note="n")
+    assert cut.render() == "xxxxxxxxxx\n[stdout truncated]\nn"
