@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,7 @@ class Agent(Generic[T]):
         max_result_chars: int = 20_000,
         artifacts_dir: str | Path | None = None,
         deps: Any = None,
+        enforce_output: bool = False,
     ) -> None:
         if model is None or isinstance(model, str):
             from agent.models import make_model
@@ -171,6 +173,18 @@ class Agent(Generic[T]):
             list(tools), default_timeout=tool_timeout, max_result_chars=max_result_chars
         )
         self._output = OutputSpec(output_type) if output_type is not None else None
+        if enforce_output and output_type is not None:
+            # The answer's body is generated under the schema's grammar where the backend
+            # can (the reasoning stays free); validation below still runs either way.
+            if getattr(model, "supports_constrained_output", False):
+                setattr(model, "enforce_output_schema", True)  # noqa: B010 - not on the protocol
+            else:
+                warnings.warn(
+                    f"{model.name}: this backend cannot constrain the final answer to the "
+                    "schema; falling back to validate-and-retry",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         self._response_format = (
             ResponseFormat.from_type(output_type) if output_type is not None else None
         )

@@ -61,6 +61,7 @@ __all__ = [
     "RetryPolicy",
     "ServerKind",
     "StreamEvent",
+    "TransformersModel",
     "Usage",
     "from_chat_message",
     "iterate_sync",
@@ -106,3 +107,12 @@ def make_model(
     except TypeError as exc:
         known = ", ".join(sorted(_SETTING_NAMES))
         raise TypeError(f"{exc}; model settings are: {known}") from None
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing agent.models must not import torch.
+    if name == "TransformersModel":
+        from agent.models.transformers import TransformersModel
+
+        return TransformersModel
+    raise AttributeError(f"module 'agent.models' has no attribute {name!r}")

@@ -422,6 +422,9 @@ class ChatCompletionsModel(OpenAICompatibleModel):
             body["extra_body"] = extra
         return body
 
+    # The chat API has no way to leave the reasoning free and constrain only the answer.
+    supports_constrained_output = False
+
     async def complete(self, request: ModelRequest) -> ModelResponse:
         settings = self.settings_for(request)
         body = self.request_body(request, stream=False)

@@ -37,7 +37,13 @@ from typing import Any
 
 import openai
 
-from agent.harmony import STOP_TOKENS, ConversationRenderer, ParseResult, StreamParser
+from agent.harmony import (
+    STOP_TOKENS,
+    ConversationRenderer,
+    ParseResult,
+    StreamParser,
+    parse_completion_text,
+)
 from agent.harmony.encoding import CALL, RETURN, get_encoding
 from agent.harmony.prompt import DeveloperConfig, SystemConfig
 from agent.harmony.render import RenderedPrompt
@@ -51,6 +57,7 @@ from agent.models.base import (
     StreamEvent,
     Usage,
 )
+from agent.models.constrained import StructuredOutputStyle, complete_with_final_schema
 from agent.models.errors import RetryPolicy
 
 __all__ = ["HarmonyCompletionsModel", "RendererCache"]
@@ -115,6 +122,8 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         retry_policy: RetryPolicy | None = None,
         return_token_ids: bool = True,
         renderer_cache_size: int = 8,
+        enforce_output_schema: bool = False,
+        structured_output_style: StructuredOutputStyle = "structured_outputs",
     ) -> None:
         super().__init__(
             model,
@@ -127,6 +136,13 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         # Off for servers that reject unknown fields (vLLM before 0.10.2 only warns).
         self.return_token_ids = return_token_ids
         self.renderers = RendererCache(renderer_cache_size)
+        # With a response format, generate the final answer's body under the schema: a
+        # second request continues the first's tokens with vLLM's structured outputs
+        # (`structured_outputs` since vLLM 0.10.2, `guided_json` before).
+        self.enforce_output_schema = enforce_output_schema
+        self.structured_output_style: StructuredOutputStyle = structured_output_style
+
+    supports_constrained_output = True
 
     # -- request -------------------------------------------------------------------
     def render(self, request: ModelRequest) -> RenderedPrompt:
@@ -162,7 +178,44 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         return body
 
     # -- complete --------------------------------------------------------------------
+    async def _complete_constrained(
+        self, request: ModelRequest
+    ) -> tuple[ModelResponse, ParseResult]:
+        settings = self.settings_for(request)
+        prompt = self.render(request)
+        fmt = request.developer.response_format
+        assert fmt is not None
+        two = await self.call(
+            settings,
+            lambda: complete_with_final_schema(
+                self.client,
+                self.name,
+                prompt.tokens,
+                fmt.schema,
+                settings=settings,
+                style=self.structured_output_style,
+                return_token_ids=self.return_token_ids,
+            ),
+        )
+        result = parse_completion_text(two.text)
+        response = self._response(
+            result,
+            two.usage,
+            raw=two.text,
+            token_ids=two.token_ids,
+            finish_reason=two.finish_reason,
+            latency=two.latency_s,
+            prompt=prompt,
+        )
+        return response, result
+
+    def _constrains(self, request: ModelRequest) -> bool:
+        return self.enforce_output_schema and request.developer.response_format is not None
+
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        if self._constrains(request):
+            response, _ = await self._complete_constrained(request)
+            return response
         settings = self.settings_for(request)
         prompt = self.render(request)
         tokens = prompt.tokens
@@ -199,6 +252,17 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
 
     # -- stream ----------------------------------------------------------------------
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        if self._constrains(request):
+            # The two requests are not streamed; their completion is replayed as events.
+            response, _ = await self._complete_constrained(request)
+            replay = StreamParser()
+            for event in replay.feed_text(response.raw):
+                yield event
+            events, _ = replay.finish_events()
+            for event in events:
+                yield event
+            yield ResponseDone(response)
+            return
         settings = self.settings_for(request)
         prompt = self.render(request)
         body = self.request_body(request, prompt.tokens, stream=True)

@@ -17,13 +17,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_chat_streams_answers_switches_reasoning_and_saves(tmp_path: Path) -> None:
-    script = [final("Hello! How can I help?", thought="Greet back."),
-              final("2 + 2 = 4.", thought="Simple arithmetic.")]
+    script = [
+        final("Hello! How can I help?", thought="Greet back."),
+        final("2 + 2 = 4.", thought="Simple arithmetic."),
+    ]
     with FakeOpenAIServer(script) as server:
         env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120", TERM="dumb")
-        child = pexpect.spawn(sys.executable, ["-m", "agent.cli", "chat", "--base-url", server.base_url,
-                                               "--model", "openai/gpt-oss-20b", "--show-reasoning"],
-                              cwd=str(ROOT), env=env, encoding="utf-8", timeout=30)
+        child = pexpect.spawn(
+            sys.executable,
+            [
+                "-m",
+                "agent.cli",
+                "chat",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "openai/gpt-oss-20b",
+                "--show-reasoning",
+            ],
+            cwd=str(ROOT),
+            env=env,
+            encoding="utf-8",
+            timeout=30,
+        )
         try:
             child.expect("you> ")
             child.sendline("hi there")
@@ -51,8 +67,13 @@ def test_chat_streams_answers_switches_reasoning_and_saves(tmp_path: Path) -> No
 
 
 def test_chat_with_an_unknown_tool_option_says_so() -> None:
-    child = pexpect.spawn(sys.executable, ["-m", "agent.cli", "chat", "--tools", "teleport"], cwd=str(ROOT),
-                          encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "agent.cli", "chat", "--tools", "teleport"],
+        cwd=str(ROOT),
+        encoding="utf-8",
+        timeout=30,
+    )
     child.expect(pexpect.EOF)
     child.close()
     assert "unknown built-in tool 'teleport'" in (child.before or "")

@@ -46,18 +46,27 @@ SCRIPT = [
     call("weather", '{"lat": "north", "lon": 2.35}', thought="Now the weather."),
     call("weather", '{"lat": 48.86, "lon": 2.35}', thought="lat must be a number."),
     call("clothing", '{"temp_c": 21.5}', thought="And what to wear."),
-    final('{"city": "Paris", "temp_c": 21.5, "advice": "Wear a light jacket."}', thought="All set."),
+    final(
+        '{"city": "Paris", "temp_c": 21.5, "advice": "Wear a light jacket."}', thought="All set."
+    ),
 ]
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
 @pytest.mark.parametrize("streaming", [False, True])
-def test_multi_step_agent_over_http_records_and_replays(tmp_path: Path, api: str, streaming: bool) -> None:
+def test_multi_step_agent_over_http_records_and_replays(
+    tmp_path: Path, api: str, streaming: bool
+) -> None:
     trace_path = tmp_path / "trace.jsonl"
     with FakeOpenAIServer(list(SCRIPT)) as server:
         model = make_model(base_url=server.base_url, model="openai/gpt-oss-20b", api=api)
-        agent = Agent(model, tools=[geocode, weather, clothing], output_type=Forecast,
-                      instructions="Answer with a forecast.", reasoning="low")
+        agent = Agent(
+            model,
+            tools=[geocode, weather, clothing],
+            output_type=Forecast,
+            instructions="Answer with a forecast.",
+            reasoning="low",
+        )
         if streaming:
             events = list(agent.stream("Weather in Paris?", trace_path=trace_path))
             result = events[-1].result  # type: ignore[union-attr]
@@ -80,8 +89,39 @@ def test_multi_step_agent_over_http_records_and_replays(tmp_path: Path, api: str
 
     trace = Trace.load(trace_path)
     assert len(trace.model_calls) == 5 and len(trace.tool_calls) == 4
-    replayed = Agent(make_model(base_url="http://127.0.0.1:9/v1", api=api), tools=[geocode, weather, clothing],
-                     output_type=Forecast, instructions="Answer with a forecast.", reasoning="low"
-                     ).replay(trace_path, strict=True)
+    replayed = Agent(
+        make_model(base_url="http://127.0.0.1:9/v1", api=api),
+        tools=[geocode, weather, clothing],
+        output_type=Forecast,
+        instructions="Answer with a forecast.",
+        reasoning="low",
+    ).replay(trace_path, strict=True)
     assert replayed.output == result.output
     assert replay_trace(trace_path)["model_calls"] == 5
+
+
+def test_enforced_output_is_a_second_request_under_the_schema() -> None:
+    schema_type = Forecast
+    script = [
+        final('{"city": "Paris", "temp_c": 21.5, "advice": "Jacket."}', thought="Answer now."),
+        '{"city": "Paris", "temp_c": 21.5, "advice": "Jacket."}<|return|>',
+    ]
+    with FakeOpenAIServer(script) as server:
+        model = make_model(base_url=server.base_url, api="completions")
+        agent = Agent(model, output_type=schema_type, enforce_output=True)
+        result = agent.run("Weather in Paris?")
+        first, second = (r["body"] for r in server.requests if r["path"].endswith("/completions"))
+    assert result.output == Forecast(city="Paris", temp_c=21.5, advice="Jacket.")
+    assert result.reasoning == ["Answer now."]
+    # Phase two continues phase one's tokens (the prompt grows) with the schema attached.
+    assert second["prompt"][: len(first["prompt"])] == first["prompt"]
+    assert len(second["prompt"]) > len(first["prompt"])
+    assert second["structured_outputs"]["json"]["properties"]["city"] == {"type": "string"}
+
+
+def test_enforcement_unavailable_says_so_once_and_validates() -> None:
+    with FakeOpenAIServer([final('{"city": "Oslo", "temp_c": 3, "advice": "Coat."}')]) as server:
+        model = make_model(base_url=server.base_url, api="chat")
+        with pytest.warns(RuntimeWarning, match="cannot constrain the final answer"):
+            agent = Agent(model, output_type=Forecast, enforce_output=True)
+        assert agent.run("Weather in Oslo?").output.city == "Oslo"

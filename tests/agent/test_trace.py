@@ -94,7 +94,9 @@ def test_strict_replay_passes_and_names_what_changed(tmp_path: Path) -> None:
     ):
         more_tools.replay(path)
     other_words = Agent(ScriptedModel([]), tools=[lookup], instructions="Be terse.")
-    with pytest.raises(ReplayDivergence, match=re.escape("step 1: developer message: instructions changed")):
+    with pytest.raises(
+        ReplayDivergence, match=re.escape("step 1: developer message: instructions changed")
+    ):
         other_words.replay(path)
     with pytest.raises(ReplayDivergence, match=re.escape("step 1: message 1 (user) differs")):
         same.replay(path, input="Weather in Rome?")
