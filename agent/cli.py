@@ -391,7 +391,14 @@ def demo(
                 "delivered": result.delivered,
                 "warnings": result.warnings,
                 "sandbox": result.sandbox,
-                "timings": t.__dict__ if hasattr(t, "__dict__") else str(t),
+                "timings": {
+                    "total_s": round(t.total_s, 3),
+                    "model_s": round(t.model_s, 3),
+                    "tools_s": round(t.tools_s, 3),
+                    "framework_s": round(t.framework_s, 3),
+                    "model_calls": t.model_calls,
+                    "tool_calls": t.tool_calls,
+                },
             }
         )
         return

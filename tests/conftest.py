@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CORPORA = SHARED / "corpora"
 
-if not os.environ.get("TIKTOKEN_ENCODINGS_BASE") and (SHARED / "vocab" / "o200k_base.tiktoken").exists():
+if (
+    not os.environ.get("TIKTOKEN_ENCODINGS_BASE")
+    and (SHARED / "vocab" / "o200k_base.tiktoken").exists()
+):
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(SHARED / "vocab")
 
 

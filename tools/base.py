@@ -203,7 +203,7 @@ class FunctionTool(Tool):
                 raise TypeError(f"tool {fn.__name__}: *args and **kwargs cannot be described")
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (annotation, default)
-        self.args_model: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+        self.args_model: type[pydantic.BaseModel] = pydantic.create_model(
             f"{fn.__name__}_args",
             __config__=pydantic.ConfigDict(extra="forbid"),
             **fields,
@@ -216,7 +216,7 @@ class FunctionTool(Tool):
             timeout=timeout,
             needs_approval=needs_approval,
         )
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def validate(self, raw: str) -> pydantic.BaseModel:
         data = parse_json_arguments(raw)
@@ -281,7 +281,7 @@ class SchemaTool(Tool):
                 where = ".".join(str(p) for p in err.path)
                 msgs.append(f"`{where}`: {err.message}" if where else err.message)
             raise ArgumentError("; ".join(msgs))
-        return data  # type: ignore[no-any-return]
+        return data
 
     async def invoke(self, args: Any, ctx: ToolContext) -> ToolOutput:
         if inspect.iscoroutinefunction(self.handler):
@@ -319,7 +319,7 @@ def _schema_without_titles(schema: dict[str, Any]) -> dict[str, Any]:
             return [strip(v) for v in node]
         return node
 
-    return strip(schema)  # type: ignore[no-any-return]
+    return strip(schema)
 
 
 @overload

@@ -1,0 +1,61 @@
+"""`harmonygraph demo`: the recorded trace replays strictly, and the PDF is a real report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.trace import Trace
+from graphs.survey import EXAMPLES
+
+TRACE = EXAMPLES / "demo_trace.jsonl"
+
+
+def test_the_demo_trace_is_valid_harmony_from_gpt_oss() -> None:
+    from agent.harmony import parse_completion_text
+
+    trace = Trace.load(TRACE)
+    calls = trace.model_calls
+    assert len(calls) >= 6 and trace.header["model"].endswith("gpt-oss-20b")
+    for call in calls:
+        parsed = parse_completion_text(call["raw"]).messages
+        assert [m.to_dict() for m in parsed] == call["messages"]
+        assert parsed[0].is_reasoning  # every turn starts with its chain of thought
+    recipients = {m["recipient"] for c in calls for m in c["messages"] if m.get("recipient")}
+    assert {"python", "functions.search_documents"} <= recipients
+
+
+def test_demo_replays_strictly_and_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARMONYGRAPH_HOME", str(tmp_path / "home"))  # a fresh embedded Postgres
+    out = tmp_path / "report"
+    res = CliRunner().invoke(app, ["demo", "--out", str(out), "--strict", "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    paths = payload["report"]
+    for kind in ("md", "html", "pdf"):
+        assert Path(paths[kind]).is_file()
+    md = Path(paths["md"]).read_text()
+    assert "## References" in md and "NPS" in md and "Appendix" in md
+
+    reader = PdfReader(paths["pdf"])
+    assert len(reader.pages) >= 2
+    images = sum(len(page.images) for page in reader.pages)
+    assert images >= 2  # the two charts the sandbox drew
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert "References" in text and "nps_summary.csv" in text
+    timings = payload["timings"]
+    assert timings["model_calls"] == len(Trace.load(TRACE).model_calls)
+
+
+def test_demo_into_an_unwritable_folder_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARMONYGRAPH_HOME", str(tmp_path / "home"))
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    res = CliRunner().invoke(app, ["demo", "--out", str(blocked / "report")])
+    assert res.exit_code == 2
+    assert "error:" in res.output and "Traceback" not in res.output
