@@ -368,7 +368,7 @@ def demo(
     try:
         result = run_sync(
             run_survey_pipeline(
-                responses, out, model=client, progress=progress, current_date=current_date
+                responses, out, model=client, progress=progress, current_date=current_date, store="demo"
             )
         )
     except PipelineError as exc:

@@ -36,7 +36,7 @@ async def once(out: Path) -> dict[str, float]:
     started = time.perf_counter()
     result = await run_survey_pipeline(
         EXAMPLES / "responses.csv", out, model=ReplayModel(trace, strict=False),
-        current_date=trace.header.get("current_date"),
+        current_date=trace.header.get("current_date"), store="demo",
     )
     wall = time.perf_counter() - started
     t = result.timings

@@ -283,8 +283,16 @@ async def _open_store(
         warnings.append(f"documents unavailable: the retrieval extra is not installed ({exc})")
         return None, 0, False
     try:
-        if store == "embedded":
-            store = await RetrievalStore(embedder=HashingEmbedder()).open()
+        if store in ("embedded", "demo"):
+            url = None
+            if store == "demo":
+                # The demo's own embedded database: only the framework documents ever go
+                # in, so their ids (which the recorded trace cites) are the same on every
+                # machine, whatever else the user has indexed.
+                from tools.retrieval.db import harmonygraph_home, start_embedded
+
+                url = await asyncio.to_thread(start_embedded, harmonygraph_home() / "demo-pgdata")
+            store = await RetrievalStore(url=url, embedder=HashingEmbedder()).open()
             owned = True
         results = []
         # Sources named relative to the folder (frameworks/<file>), not by absolute path:

@@ -47,6 +47,7 @@ async def record(base_url: str | None, model: str | None, out: Path) -> None:
             model=recording,
             current_date=DEMO_DATE,
             progress=None,
+            store="demo",
         )
         print(
             f"recorded {len(recording.recorder.records)} records to {out}; report sections: "

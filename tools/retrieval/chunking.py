@@ -128,7 +128,7 @@ def chunk_text(
 
     for unit in units:
         if unit.heading is not None:
-            level, title = unit.heading
+            level, _title = unit.heading
             heading_path = [h for h in heading_path if h[0] < level] + [unit.heading]
             label = " > ".join(h[1] for h in heading_path)
             if cur_start is not None and only_headings:

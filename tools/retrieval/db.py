@@ -11,6 +11,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tools.retrieval.errors import DatabaseUnavailableError
 
@@ -51,7 +52,7 @@ class DbStatus:
         }
 
 
-def _import_pgserver():  # type: ignore[no-untyped-def]
+def _import_pgserver() -> Any:
     try:
         import pgserver
     except ImportError as exc:

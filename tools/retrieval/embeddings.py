@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -56,7 +57,9 @@ def _normalize(matrix: np.ndarray) -> np.ndarray:
 def check_embeddings(matrix: np.ndarray, n: int, dimension: int, who: str) -> np.ndarray:
     """Refuse an answer with the wrong shape or non-finite numbers, naming the embedder."""
     if matrix.ndim != 2 or matrix.shape[0] != n:
-        raise EmbeddingError(f"{who} returned {matrix.shape[0] if matrix.ndim else 0} vectors for {n} texts")
+        raise EmbeddingError(
+            f"{who} returned {matrix.shape[0] if matrix.ndim else 0} vectors for {n} texts"
+        )
     if matrix.shape[1] != dimension:
         raise DimensionMismatchError(
             f"{who} returned {matrix.shape[1]}-dimensional vectors, expected {dimension}; "
@@ -68,6 +71,18 @@ def check_embeddings(matrix: np.ndarray, n: int, dimension: int, who: str) -> np
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+# Without idf weights, function words would dominate every vector; dropping them is
+# the cheapest fix. (English only; other languages just keep theirs.)
+_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself""".split()
+)
 
 
 class HashingEmbedder:
@@ -92,10 +107,10 @@ class HashingEmbedder:
         return self._dimension
 
     def _features(self, text: str) -> list[str]:
-        words = [w.lower() for w in _WORD.findall(text)]
+        words = [w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOPWORDS]
         feats = list(words)
         if self.bigrams:
-            feats += [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+            feats += [f"{a} {b}" for a, b in itertools.pairwise(words)]
         return feats
 
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
@@ -169,7 +184,12 @@ class SentenceTransformerEmbedder:
 
     async def dimension(self) -> int:
         model = await asyncio.to_thread(self._load)
-        dim = model.get_sentence_embedding_dimension()
+        # Renamed in sentence-transformers 5; keep working with both.
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        dim = getter()
         return int(dim)
 
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
@@ -214,8 +234,10 @@ class OpenAIEmbedder:
             or os.environ.get("OPENAI_BASE_URL")
             or "http://127.0.0.1:8000/v1"
         ).rstrip("/")
-        self.api_key = api_key or os.environ.get("HARMONYGRAPH_EMBED_API_KEY") or os.environ.get(
-            "OPENAI_API_KEY"
+        self.api_key = (
+            api_key
+            or os.environ.get("HARMONYGRAPH_EMBED_API_KEY")
+            or os.environ.get("OPENAI_API_KEY")
         )
         self._dimension = dimension
         self.batch_size = batch_size
@@ -270,7 +292,9 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
             matrix = await self._request(batch)
-            parts.append(check_embeddings(matrix, len(batch), dim, f"embeddings endpoint {self.base_url}"))
+            parts.append(
+                check_embeddings(matrix, len(batch), dim, f"embeddings endpoint {self.base_url}")
+            )
         if not parts:
             return np.zeros((0, dim), dtype=np.float32)
         # Endpoints do not all normalise; cosine distance does not care, scores do.

@@ -1,0 +1,231 @@
+"""`harmonygraph db ...` and `harmonygraph index ...`.
+
+The lead mounts `db_app` and `index_app` on the main command. Imports of psycopg,
+pgserver and torch happen inside the commands so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["db_app", "index_app"]
+
+db_app = typer.Typer(
+    help="The embedded Postgres (PostgreSQL 16 + pgvector) in $HARMONYGRAPH_HOME/pgdata.",
+    no_args_is_help=True,
+)
+index_app = typer.Typer(help="Index documents and search them.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _fail(message: str, as_json: bool, code: int = 1) -> None:
+    if as_json:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.secho(f"error: {message}", err=True, fg="red")
+    raise typer.Exit(code)
+
+
+@db_app.command("start")
+def db_start(as_json: JsonOpt = False) -> None:
+    """Start the embedded Postgres (a no-op when it runs) and create the schema."""
+    from tools.retrieval.db import embedded_pgdata, embedded_status, start_embedded
+    from tools.retrieval.errors import RetrievalError
+    from tools.retrieval.store import RetrievalStore
+
+    try:
+        url = start_embedded()
+
+        async def schema() -> None:
+            async with RetrievalStore(url):
+                pass
+
+        asyncio.run(schema())
+    except RetrievalError as exc:
+        _fail(str(exc), as_json)
+    status = embedded_status()
+    out = {**status.to_dict(), "pgdata": str(embedded_pgdata())}
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"embedded Postgres running (pid {status.pid}) in {status.pgdata}\nURL: {url}")
+    if os.environ.get("DATABASE_URL"):
+        typer.echo("note: DATABASE_URL is set, so harmonygraph uses that server, not this one")
+
+
+@db_app.command("status")
+def db_status(as_json: JsonOpt = False) -> None:
+    """Whether the embedded Postgres runs, where, and which database is in use."""
+    from tools.retrieval.db import embedded_status
+
+    status = embedded_status()
+    out: dict[str, Any] = status.to_dict()
+    out["database_url_set"] = bool(os.environ.get("DATABASE_URL"))
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    state = f"running (pid {status.pid})" if status.running else "stopped"
+    typer.echo(f"embedded Postgres: {state}\ndata folder: {status.pgdata}")
+    if status.url:
+        typer.echo(f"URL: {status.url}")
+    if out["database_url_set"]:
+        typer.echo("DATABASE_URL is set: harmonygraph uses that server")
+
+
+@db_app.command("stop")
+def db_stop(as_json: JsonOpt = False) -> None:
+    """Stop the embedded Postgres; its data stays in the data folder."""
+    from tools.retrieval.db import embedded_status, stop_embedded
+
+    stopped = stop_embedded()
+    if as_json:
+        typer.echo(json.dumps({"stopped": stopped, "pgdata": embedded_status().pgdata}))
+    else:
+        typer.echo("stopped" if stopped else "the embedded Postgres was not running")
+
+
+def _store(embedder: str | None) -> Any:
+    from tools.retrieval.embeddings import embedder_from_spec
+    from tools.retrieval.store import RetrievalStore
+
+    return RetrievalStore(embedder=embedder_from_spec(embedder) if embedder else None)
+
+
+@index_app.command("add")
+def index_add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            help="hashing[:DIM], minilm, st:MODEL or openai:MODEL@URL; a new "
+            "collection records it, an existing one must match."
+        ),
+    ] = None,
+    bulk: Annotated[
+        bool,
+        typer.Option(
+            "--bulk", help="Build the vector index once at the end (faster for large loads)."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index files: text, Markdown, HTML, PDF, CSV, JSON. Unchanged files are skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tools.retrieval.errors import RetrievalError
+    from tools.retrieval.store import IngestProgress, IngestResult
+
+    async def run() -> list[IngestResult]:
+        progress = Progress(
+            TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[chunks]} chunks  {task.fields[source]}"),
+            disable=as_json, transient=False,
+        )  # fmt: skip
+        with progress:
+            task = progress.add_task("index", total=None, chunks=0, source="loading files...")
+
+            def on_progress(p: IngestProgress) -> None:
+                name = Path(p.source).name if "://" not in p.source else p.source
+                progress.update(
+                    task, total=p.documents_total, completed=p.documents_done,
+                    chunks=p.chunks_written, source=name[-40:],
+                )  # fmt: skip
+
+            async with _store(embedder) as store:
+                return await store.add_paths(
+                    paths, collection=collection, progress=on_progress, defer_index=bulk
+                )
+
+    try:
+        results = asyncio.run(run())
+    except (RetrievalError, ValueError) as exc:
+        _fail(str(exc), as_json)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    if as_json:
+        typer.echo(json.dumps({"results": [r.model_dump() for r in results], "counts": counts}))
+    else:
+        for r in results:
+            if r.status == "error":
+                typer.secho(f"skipped {r.source}: {r.error}", err=True, fg="yellow")
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no files"
+        chunks = sum(r.chunks for r in results)
+        typer.echo(f"{summary}; {chunks} chunks written to collection {collection!r}")
+    if counts.get("error"):
+        raise typer.Exit(1)
+
+
+@index_app.command("search")
+def index_search(
+    query: str,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000)] = 5,
+    mode: Annotated[str, typer.Option(help="vector, text or hybrid")] = "hybrid",
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
+    filter: Annotated[
+        list[str] | None,
+        typer.Option("--filter", "-f", help="KEY=VALUE on document metadata; repeatable"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a collection; prints hits with their citation ids."""
+    from tools.retrieval.errors import RetrievalError
+    from tools.retrieval.tool import format_hits
+
+    if mode not in ("vector", "text", "hybrid"):
+        _fail(f"unknown mode {mode!r}: use vector, text or hybrid", as_json, 2)
+    filters: dict[str, Any] = {}
+    for item in filter or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            _fail(f"--filter {item!r}: write KEY=VALUE", as_json, 2)
+        filters.setdefault(key, []).append(value)
+
+    async def run() -> Any:
+        async with _store(None) as store:
+            return await store.search(
+                query,
+                collection=collection,
+                k=k,
+                mode=mode,
+                filters=filters or None,
+            )
+
+    try:
+        hits = asyncio.run(run())
+    except (RetrievalError, ValueError) as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        typer.echo(json.dumps([h.model_dump() for h in hits], ensure_ascii=False))
+    else:
+        typer.echo(format_hits(query, hits))
+
+
+@index_app.command("collections")
+def index_collections(as_json: JsonOpt = False) -> None:
+    """List collections with their embedder and sizes."""
+    from tools.retrieval.errors import RetrievalError
+
+    async def run() -> Any:
+        async with _store(None) as store:
+            return await store.list_collections()
+
+    try:
+        colls = asyncio.run(run())
+    except RetrievalError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        typer.echo(json.dumps([c.model_dump() for c in colls]))
+        return
+    for c in colls:
+        typer.echo(
+            f"{c.name}: {c.documents} documents, {c.chunks} chunks, {c.embedder} ({c.dimension}-d)"
+        )

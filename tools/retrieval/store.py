@@ -1,0 +1,959 @@
+"""The retrieval store: collections, ingestion and search over Postgres + pgvector.
+
+Ingestion is idempotent by source and content hash: a file seen before with the same
+bytes is skipped, a changed one has its chunks replaced, and every batch of documents
+is written in one transaction, so a failure (a lost connection, a crash) leaves each
+document either fully stored or not at all.
+
+Search has three modes. `vector`: cosine distance through the collection's HNSW index.
+`text`: BM25 computed in SQL over Postgres `tsvector` lexemes, read from a postings
+table (lexeme, chunk, term frequency, chunk length) filled at ingest; document
+frequencies are counted from it at query time and the collection's totals are kept
+with it. `hybrid`: reciprocal rank fusion of the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from tools.retrieval.chunking import Chunk, chunk_text
+from tools.retrieval.db import database_url
+from tools.retrieval.embeddings import Embedder, check_embeddings, embedder_from_spec
+from tools.retrieval.errors import (
+    DatabaseUnavailableError,
+    DimensionMismatchError,
+    DocumentError,
+    EmbedderMismatchError,
+    InvalidFilterError,
+    RetrievalError,
+    UnknownCollectionError,
+)
+from tools.retrieval.loaders import (
+    DEFAULT_MAX_BYTES,
+    FORMATS,
+    LoadedDocument,
+    document_from_text,
+    load_path,
+)
+from tools.retrieval.schema import collection_index_sql, migrate
+
+__all__ = [
+    "Collection",
+    "IngestProgress",
+    "IngestResult",
+    "RetrievalStore",
+    "SearchHit",
+    "SearchMode",
+]
+
+SearchMode = Literal["vector", "text", "hybrid"]
+FilterValue = str | int | float | bool
+Filters = Mapping[str, FilterValue | Sequence[FilterValue]]
+
+# BM25 parameters (Robertson's defaults) and the RRF constant of Cormack et al.
+BM25_K1 = 1.2
+BM25_B = 0.75
+RRF_K = 60
+
+
+class Collection(BaseModel):
+    id: int
+    name: str
+    embedder: str
+    dimension: int
+    text_config: str
+    documents: int = 0
+    chunks: int = 0
+
+
+class IngestResult(BaseModel):
+    source: str
+    status: Literal["added", "replaced", "unchanged", "error"]
+    document_id: int | None = None
+    chunks: int = 0
+    error: str | None = None
+    error_type: str | None = None
+
+
+class SearchHit(BaseModel):
+    """One chunk found; `id` is the citation the report pipeline uses."""
+
+    id: str = Field(description="citation id: doc:<document_id>#<chunk_index>")
+    title: str
+    url: str = Field(description="the document's source: a file path or doc:// URI")
+    text: str
+    score: float
+    collection: str
+    document_id: int
+    chunk_index: int
+    char_start: int
+    char_end: int
+    token_start: int
+    token_count: int
+    heading: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    mode: SearchMode = "hybrid"
+    vector_rank: int | None = None
+    text_rank: int | None = None
+
+    @property
+    def citation(self) -> str:
+        return f"[{self.id}]"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestProgress:
+    source: str
+    chunks_written: int  # in this call, so far
+    documents_done: int
+    documents_total: int
+
+
+ProgressCallback = Callable[[IngestProgress], Awaitable[None] | None]
+
+_HIT_COLUMNS = """c.id, c.document_id, c.chunk_index, c.text, c.char_start, c.char_end,
+    c.token_start, c.token_count, c.heading, c.metadata, d.title, d.source, d.metadata"""
+
+
+_BM25_SQL = """
+WITH q AS (
+    SELECT DISTINCT lex FROM unnest(tsvector_to_array(
+        to_tsvector(%(cfg)s::regconfig, %(query)s))) AS lex
+), idf AS (
+    SELECT q.lex, ln(1 + (%(n)s - s.df + 0.5) / (s.df + 0.5)) AS idf
+    FROM q CROSS JOIN LATERAL (
+        SELECT count(*) AS df FROM rag_postings p
+        WHERE p.collection_id = %(cid)s::bigint AND p.lexeme = q.lex) s
+    WHERE s.df > 0
+), scored AS (
+    SELECT p.chunk_id, sum(idf.idf * p.tf * (%(k1)s + 1)
+        / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.dl / %(avgdl)s))) AS score
+    FROM idf JOIN rag_postings p
+        ON p.collection_id = %(cid)s::bigint AND p.lexeme = idf.lex
+    {join}
+    GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT %(k)s
+)
+SELECT {columns}, scored.score FROM scored
+JOIN rag_chunks c ON c.id = scored.chunk_id JOIN rag_documents d ON d.id = c.document_id
+ORDER BY scored.score DESC, c.id
+"""
+
+
+@dataclass(slots=True)
+class _Pending:
+    doc: LoadedDocument
+    chunks: list[Chunk]
+    vectors: np.ndarray | None = None
+
+
+def _filter_sql(filters: Filters | None) -> tuple[str, dict[str, Any]]:
+    """Metadata filters as SQL with bound parameters, never values spliced into SQL.
+
+    `{"key": value}` matches documents whose metadata has `key` equal to `value`;
+    `{"key": [v1, v2]}` matches any of them. `source`, `format` and `document_id` match
+    the document's own columns. Everything else is JSON containment (`@>`), so quotes,
+    semicolons or SQL in keys or values are just data.
+    """
+    if not filters:
+        return "", {}
+    if not isinstance(filters, Mapping):
+        raise InvalidFilterError(
+            'filters must be an object like {"author": "Ada"}, got ' + type(filters).__name__
+        )
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    from psycopg.types.json import Jsonb
+
+    for i, (key, value) in enumerate(filters.items()):
+        if not isinstance(key, str) or not key or len(key) > 200:
+            raise InvalidFilterError(f"filter key {key!r} must be a non-empty string")
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if not values:
+            raise InvalidFilterError(f"filter {key!r} has an empty list of values")
+        for v in values:
+            if not isinstance(v, str | int | float | bool):
+                raise InvalidFilterError(
+                    f"filter {key!r}: {v!r} is not a string, number or boolean"
+                )
+        name = f"f{i}"
+        if key in ("source", "format"):
+            if not all(isinstance(v, str) for v in values):
+                raise InvalidFilterError(f"filter {key!r} takes strings")
+            clauses.append(f"d.{key} = ANY(%({name})s::text[])")
+            params[name] = values
+        elif key == "document_id":
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise InvalidFilterError("filter 'document_id' takes integers")
+            clauses.append(f"d.id = ANY(%({name})s::bigint[])")
+            params[name] = values
+        else:
+            clauses.append(f"d.metadata @> ANY(%({name})s::jsonb[])")
+            params[name] = [Jsonb({key: v}) for v in values]
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def _expand_paths(paths: list[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS)
+        else:
+            files.append(p)
+    return files
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown)
+
+
+class RetrievalStore:
+    """Async store over one Postgres database; `await RetrievalStore(...).open()` first.
+
+    `url`: a Postgres URL; default `DATABASE_URL`, else the embedded server (started if
+    needed). `embedder`: used for new collections and checked against existing ones;
+    without one, each collection's recorded embedder is rebuilt from its spec.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        embedder: Embedder | None = None,
+        max_connections: int = 4,
+        ef_search: int = 100,
+        chunk_tokens: int = 200,
+        chunk_overlap: int = 40,
+        embed_batch: int = 256,
+        write_batch: int = 1000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._url = url
+        self.embedder = embedder
+        self.max_connections = max_connections
+        self.ef_search = ef_search
+        self.chunk_tokens = chunk_tokens
+        self.chunk_overlap = chunk_overlap
+        self.embed_batch = embed_batch
+        self.write_batch = write_batch
+        self.max_bytes = max_bytes
+        self._pool: Any = None
+        self._embedders: dict[str, Embedder] = {}
+        self._collections: dict[str, Collection] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RetrievalError("the store is not open: await store.open() first")
+        return self._url
+
+    async def open(self) -> Self:
+        import psycopg
+        from pgvector.psycopg import register_vector_async
+        from psycopg_pool import AsyncConnectionPool
+
+        if self._pool is not None:
+            return self
+        self._url = await asyncio.to_thread(database_url, self._url)
+        try:
+            async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                await migrate(conn)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to Postgres ({str(exc).strip()}): start the embedded one with "
+                "`harmonygraph db start`, or set DATABASE_URL to a reachable server"
+            ) from exc
+
+        async def configure(conn: Any) -> None:
+            await register_vector_async(conn)
+            # Custom plans always: a generic plan cannot match the per-collection partial
+            # HNSW index (`WHERE collection_id = N`) and would scan every vector.
+            await conn.execute(
+                "SELECT set_config('plan_cache_mode', 'force_custom_plan', false),"
+                " set_config('hnsw.ef_search', %s, false)",
+                (str(self.ef_search),),
+            )
+
+        pool = AsyncConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=self.max_connections,
+            kwargs={"autocommit": True},
+            configure=configure,
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=15)
+        except Exception as exc:
+            await pool.close()
+            raise DatabaseUnavailableError(f"cannot open a connection pool: {exc}") from exc
+        self._pool = pool
+        return self
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _connection(self) -> Any:
+        if self._pool is None:
+            raise RetrievalError("the store is not open: await store.open() first")
+        return self._pool.connection()
+
+    # -- collections -----------------------------------------------------------------
+
+    async def create_collection(
+        self, name: str, *, embedder: Embedder | None = None, text_config: str = "english"
+    ) -> Collection:
+        """Create `name` (or return it if it exists and its embedder matches)."""
+        import psycopg
+
+        if not name or len(name) > 200:
+            raise ValueError("a collection name must be 1 to 200 characters")
+        emb = embedder or self.embedder or embedder_from_spec()
+        dim = await emb.dimension()
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        "INSERT INTO rag_collections (name, embedder, dimension, text_config)"
+                        " VALUES (%s, %s, %s, %s::regconfig) ON CONFLICT (name) DO NOTHING"
+                        " RETURNING id",
+                        (name, emb.spec, dim, text_config),
+                    )
+                    row = await cur.fetchone()
+                    if row is not None:
+                        await conn.execute(collection_index_sql(row[0], dim))
+            except psycopg.errors.UndefinedObject as exc:
+                raise ValueError(
+                    f"unknown text search configuration {text_config!r}: see "
+                    "`SELECT cfgname FROM pg_ts_config` (english, simple, german, ...)"
+                ) from exc
+        coll = await self.get_collection(name)
+        self._check_embedder(coll, emb)
+        self._embedders.setdefault(coll.embedder, emb)
+        return coll
+
+    async def get_collection(self, name: str) -> Collection:
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "SELECT k.id, k.name, k.embedder, k.dimension, k.text_config::text,"
+                " (SELECT count(*) FROM rag_documents d WHERE d.collection_id = k.id),"
+                " k.n_chunks FROM rag_collections k WHERE k.name = %s",
+                (name,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise UnknownCollectionError(
+                f"no collection named {name!r}: index documents into it first "
+                "(`harmonygraph index add PATH --collection NAME`)"
+            )
+        coll = Collection(
+            id=row[0], name=row[1], embedder=row[2], dimension=row[3], text_config=row[4],
+            documents=row[5], chunks=row[6],
+        )  # fmt: skip
+        self._collections[name] = coll
+        return coll
+
+    async def list_collections(self) -> list[Collection]:
+        async with self._connection() as conn:
+            cur = await conn.execute("SELECT name FROM rag_collections ORDER BY name")
+            names = [r[0] for r in await cur.fetchall()]
+        return [await self.get_collection(n) for n in names]
+
+    async def delete_collection(self, name: str) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "DELETE FROM rag_collections WHERE name = %s RETURNING id", (name,)
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                await conn.execute(f"DROP INDEX IF EXISTS rag_chunks_hnsw_{int(row[0])}")
+        self._collections.pop(name, None)
+        return row is not None
+
+    async def _collection(self, name: str, *, create: bool) -> Collection:
+        try:
+            return self._collections.get(name) or await self.get_collection(name)
+        except UnknownCollectionError:
+            if not create:
+                raise
+            return await self.create_collection(name)
+
+    def _check_embedder(self, coll: Collection, emb: Embedder) -> None:
+        if emb.spec != coll.embedder:
+            raise EmbedderMismatchError(
+                f"collection {coll.name!r} holds {coll.dimension}-d vectors from embedder "
+                f"{coll.embedder!r}, not {emb.spec!r}: vectors of different models are not "
+                "comparable; use that embedder, or another collection for this one"
+            )
+
+    async def embedder_for(self, coll: Collection) -> Embedder:
+        if self.embedder is not None:
+            dim = await self.embedder.dimension()
+            if dim != coll.dimension:
+                raise DimensionMismatchError(
+                    f"collection {coll.name!r} stores {coll.dimension}-d vectors "
+                    f"({coll.embedder}); the embedder {self.embedder.spec!r} makes {dim}-d "
+                    "vectors: use a different collection for it"
+                )
+            self._check_embedder(coll, self.embedder)
+            return self.embedder
+        if coll.embedder not in self._embedders:
+            self._embedders[coll.embedder] = embedder_from_spec(coll.embedder)
+        return self._embedders[coll.embedder]
+
+    # -- ingestion -------------------------------------------------------------------
+
+    async def add_paths(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        collection: str = "default",
+        metadata: dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+        defer_index: bool = False,
+    ) -> list[IngestResult]:
+        """Index files and folders (recursively, known extensions only).
+
+        A file that cannot be loaded gets an `error` result; the others go on.
+        """
+        files = await asyncio.to_thread(_expand_paths, list(paths))
+        results: dict[int, IngestResult] = {}
+        docs: list[tuple[int, LoadedDocument]] = []
+        for i, f in enumerate(files):
+            try:
+                doc = await asyncio.to_thread(
+                    load_path, f, max_bytes=self.max_bytes, metadata=metadata
+                )
+            except DocumentError as exc:
+                results[i] = IngestResult(
+                    source=exc.source or str(f), status="error", error=str(exc),
+                    error_type=type(exc).__name__,
+                )  # fmt: skip
+                continue
+            docs.append((i, doc))
+        written = await self.add_documents(
+            [d for _, d in docs], collection=collection, progress=progress, defer_index=defer_index
+        )
+        for (i, _), res in zip(docs, written, strict=True):
+            results[i] = res
+        return [results[i] for i in sorted(results)]
+
+    async def add_text(
+        self,
+        text: str,
+        *,
+        collection: str = "default",
+        source: str | None = None,
+        title: str | None = None,
+        format: str = "text",
+        metadata: dict[str, Any] | None = None,
+    ) -> IngestResult:
+        doc = document_from_text(text, source=source, title=title, format=format, metadata=metadata)
+        return (await self.add_documents([doc], collection=collection))[0]
+
+    async def add_documents(
+        self,
+        documents: Sequence[LoadedDocument],
+        *,
+        collection: str = "default",
+        progress: ProgressCallback | None = None,
+        defer_index: bool = False,
+    ) -> list[IngestResult]:
+        """Chunk, embed and store documents; one result per document, in order.
+
+        `defer_index`: for bulk loads, drop the collection's HNSW index first and build
+        it once at the end (several times faster than growing it row by row); searches
+        meanwhile scan exactly, so they stay correct, only slower.
+        """
+        coll = await self._collection(collection, create=True)
+        emb = await self.embedder_for(coll)
+        if defer_index:
+            async with self._connection() as conn:
+                # CONCURRENTLY: a plain DROP INDEX would lock all of rag_chunks.
+                await conn.execute(
+                    f"DROP INDEX CONCURRENTLY IF EXISTS rag_chunks_hnsw_{int(coll.id)}"
+                )
+            try:
+                return await self.add_documents(documents, collection=collection, progress=progress)
+            finally:
+                await self.rebuild_index(collection)
+        results: list[IngestResult | None] = [None] * len(documents)
+        existing = await self._existing(coll, [d.source for d in documents])
+        last = {doc.source: i for i, doc in enumerate(documents)}
+        todo: list[tuple[int, _Pending]] = []
+        for i, doc in enumerate(documents):
+            prior = existing.get(doc.source)
+            if last[doc.source] != i:
+                # One source twice in one call: the last version wins, as if the calls
+                # had been made one after the other.
+                results[i] = IngestResult(
+                    source=doc.source, status="unchanged", document_id=prior[0] if prior else None,
+                    error="superseded by a later version of the same source in this call",
+                )  # fmt: skip
+                continue
+            if prior is not None and prior[1] == doc.content_hash:
+                results[i] = IngestResult(
+                    source=doc.source, status="unchanged", document_id=prior[0]
+                )
+                continue
+            chunks = chunk_text(
+                doc.text,
+                max_tokens=self.chunk_tokens,
+                overlap=self.chunk_overlap,
+                headings=doc.format in ("markdown", "html"),
+            )
+            todo.append((i, _Pending(doc, chunks)))
+
+        state = {"chunks": 0, "done": len(documents) - len(todo)}
+
+        async def report(source: str) -> None:
+            if progress is not None:
+                out = progress(
+                    IngestProgress(source, state["chunks"], state["done"], len(documents))
+                )
+                if inspect.isawaitable(out):
+                    await out
+
+        # Group documents into batches of about `embed_batch` chunks: one embedding call
+        # and one transaction per batch.
+        batch: list[tuple[int, _Pending]] = []
+        size = 0
+        for item in [*todo, None]:
+            if item is not None:
+                batch.append(item)
+                size += len(item[1].chunks)
+                if size < self.embed_batch:
+                    continue
+            if not batch:
+                continue
+            await self._embed(batch, emb, coll)
+            for i, res in await self._write(coll, batch, state, report):
+                results[i] = res
+            batch, size = [], 0
+        return [r for r in results if r is not None]
+
+    async def _existing(self, coll: Collection, sources: list[str]) -> dict[str, tuple[int, str]]:
+        out: dict[str, tuple[int, str]] = {}
+        async with self._connection() as conn:
+            for start in range(0, len(sources), 5000):
+                cur = await conn.execute(
+                    "SELECT source, id, content_hash FROM rag_documents"
+                    " WHERE collection_id = %s AND source = ANY(%s::text[])",
+                    (coll.id, sources[start : start + 5000]),
+                )
+                for source, doc_id, digest in await cur.fetchall():
+                    out[source] = (doc_id, digest)
+        return out
+
+    async def _embed(
+        self, batch: list[tuple[int, _Pending]], emb: Embedder, coll: Collection
+    ) -> None:
+        texts = [c.text for _, p in batch for c in p.chunks]
+        vectors: list[np.ndarray] = []
+        for start in range(0, len(texts), self.embed_batch):
+            part = texts[start : start + self.embed_batch]
+            matrix = np.asarray(await emb.embed(part), dtype=np.float32)
+            vectors.append(
+                check_embeddings(matrix, len(part), coll.dimension, f"embedder {emb.spec}")
+            )
+        all_vectors = (
+            np.concatenate(vectors) if vectors else np.zeros((0, coll.dimension), np.float32)
+        )
+        offset = 0
+        for _, p in batch:
+            p.vectors = all_vectors[offset : offset + len(p.chunks)]
+            offset += len(p.chunks)
+
+    async def _write(
+        self,
+        coll: Collection,
+        batch: list[tuple[int, _Pending]],
+        state: dict[str, int],
+        report: Callable[[str], Awaitable[None]],
+    ) -> list[tuple[int, IngestResult]]:
+        """Write one batch in one transaction: all of it is stored, or none of it."""
+        out: list[tuple[int, IngestResult]] = []
+        sources = sorted({p.doc.source for _, p in batch})
+        chunks_before = state["chunks"]
+        try:
+            async with self._connection() as conn, conn.transaction():
+                # Lock the sources (in a fixed order, against deadlocks) so that two
+                # processes indexing one file cannot both insert it.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(s, %s))"
+                    " FROM unnest(%s::text[]) AS s ORDER BY s",
+                    (coll.id, sources),
+                )
+                cur = await conn.execute(
+                    "SELECT source, id, content_hash FROM rag_documents"
+                    " WHERE collection_id = %s AND source = ANY(%s::text[])",
+                    (coll.id, sources),
+                )
+                current = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
+                new: list[tuple[int, _Pending]] = []
+                replaced: list[tuple[int, _Pending, int]] = []
+                for i, p in batch:
+                    prior = current.get(p.doc.source)
+                    if prior is None:
+                        new.append((i, p))
+                    elif prior[1] == p.doc.content_hash:
+                        # Another process stored these bytes while we embedded them.
+                        out.append((i, IngestResult(source=p.doc.source, status="unchanged",
+                                                    document_id=prior[0])))  # fmt: skip
+                    else:
+                        replaced.append((i, p, prior[0]))
+                cur = await conn.execute(
+                    "WITH gone AS (DELETE FROM rag_chunks WHERE document_id = ANY(%s::bigint[])"
+                    " RETURNING lexeme_count) SELECT count(*), coalesce(sum(lexeme_count), 0)"
+                    " FROM gone",
+                    ([doc_id for _, _, doc_id in replaced],),
+                )
+                gone = await cur.fetchone()
+
+                def columns(items: Sequence[_Pending]) -> tuple[Any, ...]:
+                    return (
+                        [p.doc.title for p in items], [p.doc.format for p in items],
+                        [p.doc.content_hash for p in items],
+                        [json.dumps(p.doc.metadata, default=str) for p in items],
+                        [len(p.doc.text) for p in items], [len(p.chunks) for p in items],
+                    )  # fmt: skip
+
+                if replaced:
+                    await conn.execute(
+                        "UPDATE rag_documents d SET title = u.title, format = u.format,"
+                        " content_hash = u.hash, metadata = u.meta::jsonb, n_chars = u.n_chars,"
+                        " n_chunks = u.n_chunks, updated_at = now()"
+                        " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],"
+                        " %s::int[], %s::int[]) AS u(id, title, format, hash, meta, n_chars, n_chunks)"
+                        " WHERE d.id = u.id",
+                        (
+                            [doc_id for _, _, doc_id in replaced],
+                            *columns([p for _, p, _ in replaced]),
+                        ),
+                    )
+                ids: dict[str, int] = {}
+                if new:
+                    cur = await conn.execute(
+                        "INSERT INTO rag_documents (collection_id, source, title, format,"
+                        " content_hash, metadata, n_chars, n_chunks)"
+                        " SELECT %s, u.source, u.title, u.format, u.hash, u.meta::jsonb, u.n_chars,"
+                        " u.n_chunks FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+                        " %s::text[], %s::int[], %s::int[])"
+                        " AS u(source, title, format, hash, meta, n_chars, n_chunks)"
+                        " RETURNING source, id",
+                        (coll.id, [p.doc.source for _, p in new], *columns([p for _, p in new])),
+                    )
+                    ids = {r[0]: r[1] for r in await cur.fetchall()}
+                written: list[tuple[int, _Pending]] = []
+                for i, p, doc_id in replaced:
+                    ids[p.doc.source] = doc_id
+                    out.append((i, IngestResult(source=p.doc.source, status="replaced",
+                                                document_id=doc_id, chunks=len(p.chunks))))  # fmt: skip
+                    written.append((doc_id, p))
+                for i, p in new:
+                    doc_id = ids[p.doc.source]
+                    out.append((i, IngestResult(source=p.doc.source, status="added",
+                                                document_id=doc_id, chunks=len(p.chunks))))  # fmt: skip
+                    written.append((doc_id, p))
+                await self._write_chunks(conn, coll, written, state, report)
+                written_ids = [doc_id for doc_id, _ in written]
+                await conn.execute(
+                    "INSERT INTO rag_postings (collection_id, lexeme, chunk_id, document_id, tf, dl)"
+                    " SELECT c.collection_id, u.lexeme, c.id, c.document_id,"
+                    " coalesce(array_length(u.positions, 1), 1), c.lexeme_count"
+                    " FROM rag_chunks c CROSS JOIN LATERAL unnest(c.tsv) u"
+                    " WHERE c.document_id = ANY(%s::bigint[])",
+                    (written_ids,),
+                )
+                cur = await conn.execute(
+                    "SELECT count(*), coalesce(sum(lexeme_count), 0) FROM rag_chunks"
+                    " WHERE document_id = ANY(%s::bigint[])",
+                    (written_ids,),
+                )
+                added = await cur.fetchone()
+                await conn.execute(
+                    "UPDATE rag_collections SET n_chunks = n_chunks + %s,"
+                    " total_lexemes = total_lexemes + %s WHERE id = %s",
+                    (added[0] - gone[0], added[1] - gone[1], coll.id),
+                )
+        except Exception as exc:
+            state["chunks"] = chunks_before
+            if _is_connection_error(exc):
+                names = ", ".join(s for s in sources[:3]) + (" ..." if len(sources) > 3 else "")
+                raise DatabaseUnavailableError(
+                    f"lost the database connection while writing {len(batch)} document(s) "
+                    f"({names}): {str(exc).strip()}. The transaction was rolled back, so none "
+                    "of them is stored; run the ingest again (stored files are skipped)"
+                ) from exc
+            raise
+        self._collections.pop(coll.name, None)
+        state["done"] += len(batch)
+        await report(batch[-1][1].doc.source)
+        out.sort(key=lambda item: item[0])
+        return out
+
+    async def _write_chunks(
+        self,
+        conn: Any,
+        coll: Collection,
+        written: list[tuple[int, _Pending]],
+        state: dict[str, int],
+        report: Callable[[str], Awaitable[None]],
+    ) -> None:
+        rows: list[tuple[Any, ...]] = []
+        for doc_id, p in written:
+            assert p.vectors is not None
+            for c, vector in zip(p.chunks, p.vectors, strict=True):
+                page = p.doc.page_of(c.char_start)
+                meta = json.dumps({"page": page} if page is not None else {})
+                rows.append((doc_id, c.index, c.text, c.char_start, c.char_end, c.token_start,
+                             c.token_count, c.heading, meta, vector, p.doc.source))  # fmt: skip
+        for start in range(0, len(rows), self.write_batch):
+            part = rows[start : start + self.write_batch]
+            cols = list(zip(*part, strict=True))
+            # One statement per slice, arrays unnested server-side. The tsvector is
+            # computed once per row and its length in lexeme occurrences (BM25's
+            # document length) read from it.
+            await conn.execute(
+                "INSERT INTO rag_chunks (document_id, collection_id, chunk_index, text,"
+                " char_start, char_end, token_start, token_count, heading, metadata,"
+                " embedding, tsv, lexeme_count)"
+                " SELECT u.doc, %s, u.idx, u.text, u.c0, u.c1, u.t0, u.tn, u.heading,"
+                " u.meta::jsonb, u.emb, v.tsv, coalesce((SELECT"
+                " sum(coalesce(array_length(l.positions, 1), 1)) FROM unnest(v.tsv) l), 0)"
+                " FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::int[],"
+                " %s::int[], %s::int[], %s::text[], %s::text[], %s::vector[])"
+                " AS u(doc, idx, text, c0, c1, t0, tn, heading, meta, emb)"
+                " CROSS JOIN LATERAL (SELECT to_tsvector(%s::regconfig, u.text) AS tsv) v",
+                (coll.id, *[list(c) for c in cols[:10]], coll.text_config),
+            )
+            state["chunks"] += len(part)
+            await report(part[-1][10])
+
+    async def rebuild_index(
+        self, collection: str = "default", *, maintenance_work_mem: str = "1GB"
+    ) -> None:
+        """(Re)build the collection's HNSW index without blocking reads or writes.
+
+        A larger `maintenance_work_mem` keeps the graph in memory while it is built
+        (pgvector warns and slows down several times when it does not fit).
+        """
+        coll = await self._collection(collection, create=False)
+        cid = int(coll.id)
+        async with self._connection() as conn:
+            await conn.execute(
+                "SELECT set_config('maintenance_work_mem', %s, false)", (maintenance_work_mem,)
+            )
+            try:
+                await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS rag_chunks_hnsw_{cid}")
+                sql = collection_index_sql(cid, coll.dimension)
+                await conn.execute(sql.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1))
+            finally:
+                await conn.execute("RESET maintenance_work_mem")
+            # Fresh statistics: right after a bulk load the planner still thinks the
+            # collection is tiny and would sort a sequential scan instead of using HNSW.
+            await conn.execute("ANALYZE rag_chunks, rag_documents")
+
+    async def delete_document(self, document_id: int) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM rag_chunks WHERE document_id = %s"
+                " RETURNING collection_id, lexeme_count)"
+                " SELECT collection_id, count(*), coalesce(sum(lexeme_count), 0) FROM gone"
+                " GROUP BY collection_id",
+                (document_id,),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                await conn.execute(
+                    "UPDATE rag_collections SET n_chunks = n_chunks - %s,"
+                    " total_lexemes = total_lexemes - %s WHERE id = %s",
+                    (row[1], row[2], row[0]),
+                )
+            cur = await conn.execute("DELETE FROM rag_documents WHERE id = %s", (document_id,))
+            deleted = bool(cur.rowcount)
+        self._collections.clear()
+        return deleted
+
+    # -- search ----------------------------------------------------------------------
+
+    async def search(
+        self,
+        query: str,
+        *,
+        collection: str = "default",
+        k: int = 5,
+        mode: SearchMode = "hybrid",
+        filters: Filters | None = None,
+        depth: int | None = None,
+    ) -> list[SearchHit]:
+        """The `k` best chunks for `query`. `depth`: candidates per side in hybrid mode."""
+        if mode not in ("vector", "text", "hybrid"):
+            raise ValueError(f"unknown search mode {mode!r}: use vector, text or hybrid")
+        if not 1 <= k <= 1000:
+            raise ValueError("k must be between 1 and 1000")
+        if not query.strip():
+            return []
+        coll = await self._collection(collection, create=False)
+        where, params = _filter_sql(filters)
+        if mode == "text":
+            return await self._text(coll, query, k, where, params)
+        emb = await self.embedder_for(coll)
+        vector = (await emb.embed([query]))[0]
+        if mode == "vector":
+            return await self._vector(coll, vector, k, where, params)
+        n = depth or max(100, 4 * k)
+        text_hits, vector_hits = await asyncio.gather(
+            self._text(coll, query, n, where, params), self._vector(coll, vector, n, where, params)
+        )
+        return _fuse(text_hits, vector_hits, k)
+
+    async def search_vector(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        *,
+        collection: str = "default",
+        k: int = 5,
+        filters: Filters | None = None,
+        exact: bool = False,
+    ) -> list[SearchHit]:
+        """Nearest chunks to a vector; `exact` scans every vector (no index) for ground truth."""
+        coll = await self._collection(collection, create=False)
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != coll.dimension:
+            raise DimensionMismatchError(
+                f"a {v.shape[0]}-d query vector for collection {coll.name!r}, which stores "
+                f"{coll.dimension}-d vectors ({coll.embedder})"
+            )
+        where, params = _filter_sql(filters)
+        return await self._vector(coll, v, k, where, params, exact=exact)
+
+    def _hit(
+        self, coll: Collection, row: Sequence[Any], score: float, mode: SearchMode
+    ) -> SearchHit:
+        meta = {**(row[12] or {}), **(row[9] or {})}
+        return SearchHit(
+            id=f"doc:{row[1]}#{row[2]}", document_id=row[1], chunk_index=row[2], text=row[3],
+            char_start=row[4], char_end=row[5], token_start=row[6], token_count=row[7],
+            heading=row[8], metadata=meta, title=row[10], url=row[11], score=float(score),
+            collection=coll.name, mode=mode,
+        )  # fmt: skip
+
+    async def _vector(
+        self,
+        coll: Collection,
+        vector: np.ndarray,
+        k: int,
+        where: str,
+        params: dict[str, Any],
+        *,
+        exact: bool = False,
+    ) -> list[SearchHit]:
+        dim = int(coll.dimension)
+        # The expression must be the index's (`embedding::vector(DIM)`) for the planner
+        # to use the collection's HNSW index; DIM is an int from our own table.
+        sql = (
+            f"SELECT {_HIT_COLUMNS}, c.embedding::vector({dim}) <=> %(q)s AS distance"
+            " FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id"
+            f" WHERE c.collection_id = %(cid)s::bigint{where}"
+            f" ORDER BY c.embedding::vector({dim}) <=> %(q)s LIMIT %(k)s"
+        )
+        args = {**params, "q": vector, "cid": coll.id, "k": k}
+        async with self._connection() as conn:
+            try:
+                if exact or where:
+                    async with conn.transaction():
+                        if exact:
+                            await conn.execute("SET LOCAL enable_indexscan = off")
+                        else:
+                            # pgvector 0.6 filters after the index scan: look further so
+                            # that k hits survive a selective filter.
+                            await conn.execute(
+                                "SELECT set_config('hnsw.ef_search', %s, true)",
+                                (str(min(1000, max(self.ef_search, 10 * k, 400))),),
+                            )
+                        cur = await conn.execute(sql, args)
+                        rows = await cur.fetchall()
+                else:
+                    cur = await conn.execute(sql, args)
+                    rows = await cur.fetchall()
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise DatabaseUnavailableError(
+                        f"lost the database during search: {exc}"
+                    ) from exc
+                raise
+        return [self._hit(coll, r, 1.0 - float(r[13]), "vector") for r in rows]
+
+    async def _text(
+        self, coll: Collection, query: str, k: int, where: str, params: dict[str, Any]
+    ) -> list[SearchHit]:
+        # BM25 over the query's lexemes, ORed (an AND of all terms answers few queries).
+        # Each lexeme is quoted into a tsquery by hand: tsquery input syntax doubles
+        # quotes and backslashes, and the lexeme comes from to_tsvector, not the user.
+        # Documents are joined before scoring only when a filter needs them.
+        join = f"JOIN rag_documents d ON d.id = p.document_id WHERE true{where}" if where else ""
+        sql = _BM25_SQL.format(columns=_HIT_COLUMNS, join=join)
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "SELECT n_chunks, total_lexemes FROM rag_collections WHERE id = %s", (coll.id,)
+            )
+            stats = await cur.fetchone()
+            n = max(int(stats[0]), 1)
+            avgdl = max(float(stats[1]) / n, 1.0)
+            args = {
+                **params, "cfg": coll.text_config, "query": query, "n": float(n), "cid": coll.id,
+                "k1": BM25_K1, "b": BM25_B, "avgdl": avgdl, "k": k,
+            }  # fmt: skip
+            try:
+                cur = await conn.execute(sql, args)
+                rows = await cur.fetchall()
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise DatabaseUnavailableError(
+                        f"lost the database during search: {exc}"
+                    ) from exc
+                raise
+        return [self._hit(coll, r, float(r[13]), "text") for r in rows]
+
+
+def _fuse(text_hits: list[SearchHit], vector_hits: list[SearchHit], k: int) -> list[SearchHit]:
+    """Reciprocal rank fusion: score = sum over lists of 1 / (RRF_K + rank)."""
+    fused: dict[str, SearchHit] = {}
+    scores: dict[str, float] = {}
+    for rank, hit in enumerate(vector_hits, 1):
+        fused[hit.id] = hit.model_copy(update={"mode": "hybrid", "vector_rank": rank})
+        scores[hit.id] = 1.0 / (RRF_K + rank)
+    for rank, hit in enumerate(text_hits, 1):
+        if hit.id in fused:
+            fused[hit.id].text_rank = rank
+        else:
+            fused[hit.id] = hit.model_copy(update={"mode": "hybrid", "text_rank": rank})
+        scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+    order = sorted(scores, key=lambda h: (-scores[h], h))[:k]
+    return [fused[h].model_copy(update={"score": scores[h]}) for h in order]
