@@ -802,6 +802,33 @@ class RetrievalStore:
 
     # -- search ----------------------------------------------------------------------
 
+    async def document_text(
+        self, source: str, *, collection: str = "default"
+    ) -> tuple[str, str] | None:
+        """(title, text) of a stored document, rebuilt from its chunks, or None.
+
+        Chunks overlap and each records where it starts in the original text, so laying
+        them at their offsets gives the document back without storing it twice.
+        """
+        coll = await self._collection(collection, create=False)
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "SELECT d.title, c.text, c.char_start FROM rag_documents d "
+                "JOIN rag_chunks c ON c.document_id = d.id "
+                "WHERE d.collection_id = %s AND d.source = %s ORDER BY c.char_start, c.chunk_index",
+                (coll.id, source),
+            )
+            rows = await cur.fetchall()
+        if not rows:
+            return None
+        parts: list[str] = []
+        end = 0
+        for _title, text, start in rows:
+            if start + len(text) > end:
+                parts.append(text[max(end - start, 0) :] if start < end else text)
+                end = start + len(text)
+        return rows[0][0], "".join(parts)
+
     async def search(
         self,
         query: str,
