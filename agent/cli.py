@@ -368,7 +368,12 @@ def demo(
     try:
         result = run_sync(
             run_survey_pipeline(
-                responses, out, model=client, progress=progress, current_date=current_date, store="demo"
+                responses,
+                out,
+                model=client,
+                progress=progress,
+                current_date=current_date,
+                store="demo",
             )
         )
     except PipelineError as exc:

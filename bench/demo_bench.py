@@ -35,13 +35,21 @@ async def once(out: Path) -> dict[str, float]:
     trace = Trace.load(EXAMPLES / "demo_trace.jsonl")
     started = time.perf_counter()
     result = await run_survey_pipeline(
-        EXAMPLES / "responses.csv", out, model=ReplayModel(trace, strict=False),
-        current_date=trace.header.get("current_date"), store="demo",
+        EXAMPLES / "responses.csv",
+        out,
+        model=ReplayModel(trace, strict=False),
+        current_date=trace.header.get("current_date"),
+        store="demo",
     )
     wall = time.perf_counter() - started
     t = result.timings
-    return {"wall_s": wall, "model_s": t.model_s, "tools_s": t.tools_s,
-            "framework_s": max(wall - t.model_s - t.tools_s, 0.0), "sandbox": result.sandbox}  # type: ignore[dict-item]
+    return {
+        "wall_s": wall,
+        "model_s": t.model_s,
+        "tools_s": t.tools_s,
+        "framework_s": max(wall - t.model_s - t.tools_s, 0.0),
+        "sandbox": result.sandbox,
+    }  # type: ignore[dict-item]
 
 
 def main() -> None:

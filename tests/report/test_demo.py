@@ -30,7 +30,9 @@ def test_the_demo_trace_is_valid_harmony_from_gpt_oss() -> None:
     assert {"python", "functions.search_documents"} <= recipients
 
 
-def test_demo_replays_strictly_and_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_replays_strictly_and_writes_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HARMONYGRAPH_HOME", str(tmp_path / "home"))  # a fresh embedded Postgres
     out = tmp_path / "report"
     res = CliRunner().invoke(app, ["demo", "--out", str(out), "--strict", "--json"])
@@ -52,7 +54,9 @@ def test_demo_replays_strictly_and_writes_the_report(tmp_path: Path, monkeypatch
     assert timings["model_calls"] == len(Trace.load(TRACE).model_calls)
 
 
-def test_demo_into_an_unwritable_folder_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_into_an_unwritable_folder_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HARMONYGRAPH_HOME", str(tmp_path / "home"))
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

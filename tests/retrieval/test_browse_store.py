@@ -23,7 +23,9 @@ async def test_browser_searches_and_opens_stored_documents(
         search = browser.resolve("browser.search")
         opener = browser.resolve("browser.open")
         assert search is not None and opener is not None
-        page = await search.invoke(search.validate(json.dumps({"query": "parental leave weeks"})), ctx)
+        page = await search.invoke(
+            search.validate(json.dumps({"query": "parental leave weeks"})), ctx
+        )
         assert not page.is_error and "Leave policy" in page.text
         doc = await opener.invoke(opener.validate(json.dumps({"id": 0})), ctx)
         assert not doc.is_error, doc.text
