@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -177,7 +177,7 @@ class Agent(Generic[T]):
             # The answer's body is generated under the schema's grammar where the backend
             # can (the reasoning stays free); validation below still runs either way.
             if getattr(model, "supports_constrained_output", False):
-                setattr(model, "enforce_output_schema", True)  # noqa: B010 - not on the protocol
+                self.settings = dataclasses.replace(self.settings, enforce_output=True)
             else:
                 warnings.warn(
                     f"{model.name}: this backend cannot constrain the final answer to the "
@@ -381,6 +381,10 @@ class Agent(Generic[T]):
         }
         if resume is not None:
             graph_input: Any = Command(resume=resume)
+        elif input is None and not message_history and await self._interrupted(config):
+            # The thread stopped between steps (a crash, a cancelled task): go on from
+            # the checkpoint, so a pending tool call runs instead of being skipped.
+            graph_input = None
         else:
             new: list[Message] = list(message_history)
             if isinstance(input, str):
@@ -399,7 +403,6 @@ class Agent(Generic[T]):
                 "output": None,
                 "repeat_key": None,
                 "repeat_count": 0,
-                "started_at": time.monotonic(),
             }
         needs_checkpoint = (
             thread_id is not None
@@ -439,6 +442,13 @@ class Agent(Generic[T]):
         _raise_for_status(result)
         if not stream:
             yield RunDone(result)
+
+    async def _interrupted(self, config: Any) -> bool:
+        """Whether the thread's last run stopped with steps still to take."""
+        if self.checkpointer is None:
+            return False
+        snapshot = await self._graph.aget_state(config)
+        return bool(snapshot and snapshot.next and not snapshot.interrupts)
 
     async def _message_count(self, config: Any) -> int:
         if self.checkpointer is None:

@@ -36,8 +36,8 @@ from agent.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from agent.harmony.messages import Message
-from agent.harmony.parser import ContentDelta
+from agent.harmony.messages import Message, Role
+from agent.harmony.parser import ContentDelta, HarmonyParseError
 from agent.harmony.prompt import DeveloperConfig, SystemConfig
 from agent.models.base import (
     Model,
@@ -157,7 +157,6 @@ class LoopState(TypedDict, total=False):
     error: str | None
     repeat_key: str | None
     repeat_count: int
-    started_at: float
 
 
 @dataclass
@@ -176,6 +175,9 @@ class LoopRuntime:
     stream_model: bool = False
     on_model_response: Callable[[ModelResponse], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The wall-time limit counts from the start of this invocation: time spent waiting
+    # for an approval, or between a crash and a resume, is not the run's.
+    started_at: float = field(default_factory=time.monotonic)
 
 
 def _runtime(config: RunnableConfig) -> LoopRuntime:
@@ -197,7 +199,7 @@ def _limit_reached(state: LoopState, rt: LoopRuntime) -> tuple[RunStatus, str] |
             "max_tokens",
             f"the run used {used.total_tokens} tokens, over its limit of {lim.max_tokens}",
         )
-    if time.monotonic() - state.get("started_at", time.monotonic()) >= lim.max_wall_s:
+    if time.monotonic() - rt.started_at >= lim.max_wall_s:
         return "timeout", f"the run took longer than its limit of {lim.max_wall_s:g} s"
     return None
 
@@ -209,9 +211,7 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
         return {"status": limit[0], "error": limit[1]}
     step = state.get("steps", 0) + 1
     request = ModelRequest(rt.system, rt.developer, tuple(state.get("messages", ())), rt.settings)
-    remaining = rt.limits.max_wall_s - (
-        time.monotonic() - state.get("started_at", time.monotonic())
-    )
+    remaining = rt.limits.max_wall_s - (time.monotonic() - rt.started_at)
     try:
         if rt.stream_model:
             response = await asyncio.wait_for(
@@ -228,6 +228,13 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
         }
     except ModelError as exc:
         return {"status": "model_error", "error": str(exc)}
+    except HarmonyParseError as exc:
+        # A completion the codec cannot read ends the run like any model failure: the
+        # conversation so far stays in the state, and the error says what was wrong.
+        return {
+            "status": "model_error",
+            "error": f"{rt.model.name}: the completion is not valid harmony: {exc}",
+        }
     rt.recorder.model_call(step, request, response)
     if rt.on_model_response:
         rt.on_model_response(response)
@@ -289,10 +296,30 @@ def _call_key(message: Message) -> str:
     return f"{message.recipient}\x00{args}"
 
 
+def pending_call(messages: list[Message]) -> Message | None:
+    """The first tool call of the last model turn that has no result yet.
+
+    A chat endpoint may answer with several calls at once ([call 1, call 2]); each gets
+    its result in order ([call 1, call 2, result 1, result 2]), one tools step each, so an
+    approval interrupt or a checkpoint never re-runs a call that already ran.
+    """
+    i = len(messages)
+    results = 0
+    while i and messages[i - 1].role is Role.TOOL:
+        i -= 1
+        results += 1
+    calls: list[Message] = []
+    while i and messages[i - 1].is_tool_call:
+        i -= 1
+        calls.append(messages[i])
+    calls.reverse()
+    return calls[results] if results < len(calls) else None
+
+
 async def tools_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
-    call_msg = state["messages"][-1]
-    assert call_msg.recipient is not None
+    call_msg = pending_call(state["messages"])
+    assert call_msg is not None and call_msg.recipient is not None
     step = state.get("steps", 0)
     if state.get("tool_calls", 0) >= rt.limits.max_tool_calls:
         return {
@@ -391,7 +418,10 @@ def route_after_validate(state: LoopState) -> str:
     return END if state.get("status", "running") != "running" else "model"
 
 
-route_after_tools = route_after_validate
+def route_after_tools(state: LoopState) -> str:
+    if state.get("status", "running") != "running":
+        return END
+    return "tools" if pending_call(state.get("messages", [])) else "model"
 
 
 def build_agent_graph() -> StateGraph:
@@ -402,6 +432,6 @@ def build_agent_graph() -> StateGraph:
     graph.add_node("validate", validate_node)
     graph.add_edge(START, "model")
     graph.add_conditional_edges("model", route_after_model, ["tools", "validate", "model", END])
-    graph.add_conditional_edges("tools", route_after_tools, ["model", END])
+    graph.add_conditional_edges("tools", route_after_tools, ["tools", "model", END])
     graph.add_conditional_edges("validate", route_after_validate, ["model", END])
     return graph

@@ -1,9 +1,9 @@
 """Parsing gpt-oss completions: whole or streamed, well-formed or as the model really emits them.
 
 The parser works on text in which harmony's special tokens appear as their strings
-(`<|channel|>`, ...). Completions arriving as token ids are decoded first, so a
-`<|constrain|>` the model spelled out as plain-text tokens reads the same as the special
-token. What it tolerates, and why:
+(`<|channel|>`, ...), or on token ids, where only special token ids are markers inside
+a message's content, and a `<|constrain|>` the model spelled out as plain-text tokens
+in a header reads the same as the special token. What it tolerates, and why:
 
 - the recipient before or after the channel (`to=` in the role or the channel part);
 - `<|constrain|>json`, `<|constrain|> JSON`, a bare ` json`/` code`, or none;
@@ -21,11 +21,14 @@ offset and an excerpt.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NoReturn
+
+from openai_harmony import HarmonyEncoding
 
 from agent.harmony.encoding import get_encoding
 from agent.harmony.messages import Message, Role, StopReason
@@ -126,6 +129,11 @@ class _Lexer:
         self._buf = ""
         self.offset = 0  # offset in the whole completion of the start of `_buf`
 
+    @property
+    def pending(self) -> bool:
+        """Whether text is held back, waiting to see if it becomes a marker."""
+        return bool(self._buf)
+
     def feed(self, chunk: str, final: bool = False) -> Iterator[tuple[_Tok, str, int]]:
         self._buf += chunk
         buf = self._buf
@@ -167,6 +175,13 @@ class _Lexer:
             pos = m.end()
         self._buf = buf[pos:]
         self.offset += pos
+
+
+@functools.cache
+def _special_ids() -> dict[int, str]:
+    """Every special token of the harmony encoding: id -> its text."""
+    enc = get_encoding()
+    return {enc.encode(t, allowed_special="all")[0]: t for t in enc.special_tokens_set}
 
 
 # -- header interpretation ----------------------------------------------------
@@ -333,14 +348,60 @@ class StreamParser:
         return events
 
     def feed_tokens(self, tokens: Iterable[int]) -> list[ParseEvent]:
+        """Token ids: a special token id is a marker; ordinary tokens are text.
+
+        Message content is never lexed for markers here, so a final answer that writes
+        "<|end|>" as text keeps it. Header text still is: a `<|constrain|>` the model
+        spelled out in plain-text tokens reads as the marker, as it does from text.
+        """
         enc = get_encoding()
+        specials = _special_ids()
         ids = list(tokens)
+        events: list[ParseEvent] = []
+        start = 0
+        for k, token in enumerate(ids):
+            if token in specials:
+                self._feed_ordinary(enc, ids[start:k], events)
+                self._feed_special(specials[token], events)
+                start = k + 1
+        self._feed_ordinary(enc, ids[start:], events)
+        return events
+
+    def _feed_ordinary(
+        self, enc: HarmonyEncoding, ids: list[int], events: list[ParseEvent]
+    ) -> None:
+        if not ids:
+            return
         # Bytes first, so a character split across tokens is decoded whole.
         try:
             data = enc._inner.decode_bytes(ids)
         except Exception:  # the Rust side's error for an id outside the vocabulary
             self._invalid_token(ids)
-        return self.feed_text(self._utf8.decode(bytes(data)))
+        text = self._utf8.decode(bytes(data))
+        if not text:
+            return
+        self._text.append(text)
+        if self._state is _State.CONTENT and not self._lexer.pending:
+            self._step(_Tok.TEXT, text, self._lexer.offset, events)
+            self._lexer.offset += len(text)
+        else:
+            for kind, value, offset in self._lexer.feed(text):
+                self._step(kind, value, offset, events)
+
+    def _feed_special(self, token_text: str, events: list[ParseEvent]) -> None:
+        # A special token ends whatever plain text came before it.
+        tail = self._utf8.decode(b"", final=True)
+        if tail:
+            self._text.append(tail)
+        for kind, value, offset in self._lexer.feed(tail, final=True):
+            self._step(kind, value, offset, events)
+        self._text.append(token_text)
+        name = _MARKER_TEXT.get(token_text)
+        if name is not None:
+            self._step(_Tok.MARKER, name, self._lexer.offset, events)
+        else:
+            self._step(_Tok.UNKNOWN, token_text, self._lexer.offset, events)
+        self._lexer.offset += len(token_text)
 
     def _invalid_token(self, ids: list[int]) -> NoReturn:
         enc = get_encoding()

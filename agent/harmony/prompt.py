@@ -19,7 +19,7 @@ from openai_harmony import (
 )
 from openai_harmony import Message as HMessage
 
-from agent.harmony.encoding import get_encoding
+from agent.harmony.encoding import MESSAGE, get_encoding
 from agent.harmony.schema import flatten_schema, schema_of
 
 __all__ = [
@@ -155,17 +155,16 @@ def render_developer(config: DeveloperConfig) -> list[int]:
         return tokens
     # openai-harmony has no API for `# Response Formats`; the format spec puts it at the
     # end of the developer message as `## name`, a `//` description, then the schema.
-    text = enc.decode(tokens)
-    head, _, _ = text.rpartition("<|end|>")
-    if head.endswith("<|message|>"):
-        sep = ""
-    else:
-        sep = "\n\n"
+    # The header's tokens are kept; the body is encoded again as ordinary text, so text
+    # that looks like a special token ("<|end|>" in the instructions) stays text.
+    body_at = tokens.index(MESSAGE) + 1  # the header's <|message|>: content is all text
+    body = enc.decode(tokens[body_at:-1])
     section = f"# Response Formats\n\n## {fmt.name}\n\n"
     if fmt.description:
         section += "".join(f"// {line}\n" for line in fmt.description.splitlines())
     section += json.dumps(fmt.schema, ensure_ascii=False, separators=(",", ":"))
-    return enc.encode(head + sep + section + "<|end|>", allowed_special="all")
+    text = f"{body}\n\n{section}" if body else section
+    return [*tokens[:body_at], *enc.encode(text, disallowed_special=()), tokens[-1]]
 
 
 def builtin_namespaces(names: Sequence[str]) -> tuple[ToolNamespaceConfig, ...]:

@@ -10,6 +10,7 @@ the previous turn's analysis is dropped, and then only back to that turn.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import operator
 from array import array
@@ -126,9 +127,7 @@ class ConversationRenderer:
     def message_tokens(self, message: Message) -> list[int]:
         cached = self._cache.get(message)
         if cached is None:
-            # harmony ends every message but a tool call with <|end|>, so a final answer
-            # stored with <|return|> goes back into history as <|end|>, as the format says.
-            cached = get_encoding().render(to_harmony(message))
+            cached = render_message(message)
             self._cache[message] = cached
         return cached
 
@@ -195,6 +194,38 @@ class ConversationRenderer:
 
     def render_text(self, messages: Sequence[Message]) -> str:
         return self.render(messages).text
+
+
+@functools.lru_cache(maxsize=1024)
+def _frame(
+    role: Role,
+    name: str | None,
+    channel: str | None,
+    recipient: str | None,
+    content_type: str | None,
+) -> tuple[tuple[int, ...], int]:
+    """harmony's own rendering of a message's header, and the token that closes it."""
+    empty = Message(role, "", channel, recipient, content_type, name)
+    tokens = get_encoding().render(to_harmony(empty))
+    return tuple(tokens[:-1]), tokens[-1]
+
+
+def render_message(message: Message) -> list[int]:
+    """One message's tokens, as openai-harmony renders them.
+
+    harmony renders the header (cached per header: an agent's messages share a handful)
+    and ends every message but a tool call with <|end|>, so a final answer stored with
+    <|return|> goes back into history as <|end|>, as the format says. The body is encoded
+    on its own, which is exact because <|message|> before it is a special token; this
+    skips harmony's per-message JSON round trip, most of a short message's cost.
+    """
+    head, close = _frame(
+        message.role, message.name, message.channel, message.recipient, message.content_type
+    )
+    if not message.content:
+        return [*head, close]
+    body = get_encoding().encode(message.content, disallowed_special=())
+    return [*head, *body, close]
 
 
 def _pack(tokens: Sequence[int]) -> bytes:

@@ -14,6 +14,7 @@ from agent.models.base import (
     ModelSettings,
     StreamEvent,
     Usage,
+    effective_settings,
     iterate_sync,
     run_sync,
 )
@@ -86,7 +87,7 @@ class OpenAICompatibleModel:
         return str(self.client.base_url).rstrip("/")
 
     def settings_for(self, request: ModelRequest) -> ModelSettings:
-        return self.settings if request.settings == ModelSettings() else request.settings
+        return effective_settings(self.settings, request.settings)
 
     async def call(self, settings: ModelSettings, make: Callable[[], Awaitable[T]]) -> T:
         """`make()` under the retry policy, with SDK errors turned into ours."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from agent.harmony.messages import Message
@@ -60,6 +60,19 @@ class ModelSettings:
     timeout: float = 120.0
     max_retries: int = 3
     extra_body: dict[str, Any] = field(default_factory=dict)
+    # Generate the final answer's body under the response format's JSON-Schema grammar,
+    # where the backend can (`supports_constrained_output`); the reasoning stays free.
+    enforce_output: bool = False
+
+
+def effective_settings(own: ModelSettings, requested: ModelSettings) -> ModelSettings:
+    """A client's settings for one request: the request's, unless it kept every default.
+
+    A run that only asks for enforcement keeps the client's own sampling settings.
+    """
+    if replace(requested, enforce_output=False) == ModelSettings():
+        return replace(own, enforce_output=own.enforce_output or requested.enforce_output)
+    return requested
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,8 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         return response, result
 
     def _constrains(self, request: ModelRequest) -> bool:
-        return self.enforce_output_schema and request.developer.response_format is not None
+        enforce = self.enforce_output_schema or request.settings.enforce_output
+        return enforce and request.developer.response_format is not None
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         if self._constrains(request):

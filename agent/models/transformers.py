@@ -43,6 +43,7 @@ from agent.models.base import (
     ResponseDone,
     StreamEvent,
     Usage,
+    effective_settings,
     iterate_sync,
     run_sync,
 )
@@ -170,7 +171,7 @@ class TransformersModel:
 
     # -- request -------------------------------------------------------------------
     def settings_for(self, request: ModelRequest) -> ModelSettings:
-        return self.settings if request.settings == ModelSettings() else request.settings
+        return effective_settings(self.settings, request.settings)
 
     def render(self, request: ModelRequest) -> RenderedPrompt:
         return self.renderers.get(request.system, request.developer).render(request.messages)
@@ -181,7 +182,8 @@ class TransformersModel:
         """The request's logits processors: the caller's, then the schema's grammar."""
         processors = list(self.logits_processors(prompt)) if self.logits_processors else []
         fmt = request.developer.response_format
-        if self.enforce_output_schema and fmt is not None:
+        enforce = self.enforce_output_schema or request.settings.enforce_output
+        if enforce and fmt is not None:
             if self.supports_constrained_output:
                 processors.append(HarmonyJsonSchemaProcessor(fmt.schema, len(prompt)))
             elif not self._warned_unconstrained:

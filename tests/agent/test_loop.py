@@ -287,3 +287,92 @@ def test_tools_needing_approval_interrupt_and_resume() -> None:
     assert tool_msgs == [
         "error: the user did not approve this call to `functions.delete_file`: system file"
     ]
+
+
+def test_a_completion_that_is_not_harmony_ends_the_run_with_a_clear_error() -> None:
+    model = ScriptedModel(
+        [call("add", '{"a": 1, "b": 2}'), "<|channel|>bogus<|message|>3<|end|>"], name="gpt-oss"
+    )
+    with pytest.raises(AgentModelError, match="not valid harmony: unknown channel 'bogus'") as info:
+        Agent(model, tools=[add]).run("1+2?")
+    result = info.value.result
+    assert result.status == "model_error"
+    # Everything before the bad completion is kept: the question, the call, its result.
+    assert [m.content for m in result.messages if m.role.value == "tool"] == ["3"]
+    assert result.messages[0] == Message.user("1+2?")
+
+
+class TwoCallsModel:
+    """A chat endpoint that answers with two tool calls at once, then with the sum."""
+
+    name = "parallel"
+
+    def __init__(self) -> None:
+        self.requests: list[ModelRequest] = []
+
+    async def complete(self, request: ModelRequest):  # type: ignore[no-untyped-def]
+        from agent.harmony import parse_completion_text
+        from agent.models.base import ModelResponse, Usage
+
+        self.requests.append(request)
+        if len(self.requests) == 1:
+            text = call("add", '{"a": 1, "b": 2}') + CALL.format(name="mul", args='{"a": 3, "b": 4}')
+            messages = parse_completion_text(text, stop_at_call=False).messages
+        else:
+            messages = parse_completion_text(final("3 and 12")).messages
+        return ModelResponse(tuple(messages), Usage(10, 10), "")
+
+    async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def]
+        from agent.models.base import ResponseDone
+
+        yield ResponseDone(await self.complete(request))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_several_calls_in_one_answer_each_get_their_result_in_order() -> None:
+    model = TwoCallsModel()
+    result = Agent(model, tools=[add, mul]).run("1+2 and 3*4?")
+    assert result.status == "completed" and result.tool_calls == 2
+    tail = model.requests[1].messages[-4:]
+    assert [m.recipient for m in tail[:2]] == ["functions.add", "functions.mul"]
+    assert [(m.name, m.content) for m in tail[2:]] == [("functions.add", "3"), ("functions.mul", "12")]
+
+
+def test_a_thread_that_crashed_in_a_tool_resumes_with_that_tool() -> None:
+    from agent.checkpoint import memory_saver
+
+    runs: list[int] = []
+
+    class ProcessDied(BaseException):
+        """What a killed process looks like to the run: nothing after it happens."""
+
+    @tool
+    def flaky(n: int) -> int:
+        """Double n (the first call dies with the process)."""
+        runs.append(n)
+        if len(runs) == 1:
+            raise ProcessDied
+        return 2 * n
+
+    saver = memory_saver()
+    first = Agent(ScriptedModel([call("flaky", '{"n": 21}')]), tools=[flaky], checkpointer=saver)
+    with pytest.raises(ProcessDied):
+        first.run("Double 21.", thread_id="t")
+    model = ScriptedModel([final("42")])
+    again = Agent(model, tools=[flaky], checkpointer=saver)
+    result = again.run(thread_id="t")  # no new input: go on from the checkpoint
+    assert result.text == "42" and runs == [21, 21]
+    assert [m.content for m in result.messages if m.role.value == "tool"] == ["42"]
+    assert len(model.requests) == 1  # the model was asked once, after the tool ran
+
+
+def test_waiting_for_an_approval_does_not_count_as_run_time() -> None:
+    import time
+
+    model = ScriptedModel([call("delete_file", '{"path": "/tmp/x"}'), final("Deleted.")])
+    agent = Agent(model, tools=[delete_file], limits=RunLimits(max_wall_s=0.5))
+    assert agent.run("Delete /tmp/x", thread_id="w").status == "awaiting_approval"
+    time.sleep(0.6)  # the person takes longer than the run may
+    assert agent.run(thread_id="w", resume=True).text == "Deleted."

@@ -259,3 +259,25 @@ def test_reasoning_levels() -> None:
 def test_unknown_builtin_tool() -> None:
     with pytest.raises(ValueError, match="unknown built-in tool 'shell'"):
         builtin_namespaces(["browser", "shell"])
+
+
+def test_response_format_section_keeps_special_token_text_as_text() -> None:
+    """Instructions that mention "<|end|>" must not end the developer message early."""
+    from pydantic import BaseModel
+
+    from agent.harmony import get_encoding
+    from agent.harmony.encoding import END
+    from agent.harmony.prompt import DeveloperConfig, ResponseFormat
+
+    class Reply(BaseModel):
+        text: str
+
+    tokens = render_developer(
+        DeveloperConfig(
+            instructions="Never write <|end|> in a reply.",
+            response_format=ResponseFormat.from_type(Reply),
+        )
+    )
+    assert tokens.count(END) == 1 and tokens[-1] == END
+    text = get_encoding().decode(tokens)
+    assert "Never write <|end|> in a reply.\n\n# Response Formats\n\n## reply\n\n" in text

@@ -141,13 +141,13 @@ def test_incremental_render_equals_openai_harmony_at_every_step() -> None:
 def test_only_new_messages_are_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
     """The point of the incremental renderer: a step converts only what is new."""
     seen: list[Message] = []
-    real = render_mod.to_harmony
+    real = render_mod.render_message
 
     def spy(message: Message) -> Any:
         seen.append(message)
         return real(message)
 
-    monkeypatch.setattr(render_mod, "to_harmony", spy)
+    monkeypatch.setattr(render_mod, "render_message", spy)
     renderer = ConversationRenderer(SYSTEM, DEVELOPER)
     steps = agent_run()
     renderer.render(steps[5])

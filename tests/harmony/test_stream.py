@@ -258,3 +258,19 @@ def test_reserved_special_token_in_content_is_kept_as_text(enc: Any) -> None:
     tokens = [*enc.encode("<|channel|>final<|message|>a", allowed_special="all"), 200014]
     tokens += enc.encode("b<|return|>", allowed_special="all")
     assert parse_completion_tokens(tokens).messages[0].content == "a<|reserved_200014|>b"
+
+
+def test_marker_text_written_in_content_stays_text_when_parsing_token_ids(enc: Any) -> None:
+    """From token ids only special token ids are markers: an answer may write "<|end|>"."""
+    head = enc.encode("<|channel|>final<|message|>", allowed_special="all")
+    body = enc.encode("Write <|end|> then <|call|>.", disallowed_special=())
+    tokens = [*head, *body, *enc.encode("<|return|>", allowed_special="all")]
+    whole = parse_completion_tokens(tokens).messages
+    parser = StreamParser()
+    for t in tokens:
+        parser.feed_tokens([t])
+    streamed = parser.finish().messages
+    assert [(m.channel, m.content, m.stop) for m in whole] == [
+        ("final", "Write <|end|> then <|call|>.", "return")
+    ]
+    assert streamed == whole
