@@ -316,7 +316,9 @@ class TwoCallsModel:
 
         self.requests.append(request)
         if len(self.requests) == 1:
-            text = call("add", '{"a": 1, "b": 2}') + CALL.format(name="mul", args='{"a": 3, "b": 4}')
+            text = call("add", '{"a": 1, "b": 2}') + CALL.format(
+                name="mul", args='{"a": 3, "b": 4}'
+            )
             messages = parse_completion_text(text, stop_at_call=False).messages
         else:
             messages = parse_completion_text(final("3 and 12")).messages
@@ -337,7 +339,10 @@ def test_several_calls_in_one_answer_each_get_their_result_in_order() -> None:
     assert result.status == "completed" and result.tool_calls == 2
     tail = model.requests[1].messages[-4:]
     assert [m.recipient for m in tail[:2]] == ["functions.add", "functions.mul"]
-    assert [(m.name, m.content) for m in tail[2:]] == [("functions.add", "3"), ("functions.mul", "12")]
+    assert [(m.name, m.content) for m in tail[2:]] == [
+        ("functions.add", "3"),
+        ("functions.mul", "12"),
+    ]
 
 
 def test_a_thread_that_crashed_in_a_tool_resumes_with_that_tool() -> None:
