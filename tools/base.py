@@ -10,9 +10,11 @@ gpt-oss was trained to see them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import json
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,9 +95,45 @@ class ToolContext:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+_R = TypeVar("_R")
+
+
+async def run_in_thread(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+    """`fn(*args, **kwargs)` in a daemon thread, awaited.
+
+    Unlike `asyncio.to_thread`, a call that never returns cannot keep the process from
+    exiting: a sync tool past its timeout is abandoned, and the run (and the CLI) end.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_R] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            future.set_result(value) if ok else future.set_exception(value)
+
+    def work() -> None:
+        try:
+            outcome = (True, ctx.run(fn, *args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting task
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is gone: the call was abandoned long ago
+            pass
+
+    threading.Thread(
+        target=work, name=f"tool-{getattr(fn, '__name__', 'call')}", daemon=True
+    ).start()
+    return await future
+
+
 class Tool:
     """One callable tool. Subclasses implement `invoke`; `validate` turns raw text into args."""
 
+    # Whether a timeout stops the call (async code) or only stops waiting for it (a sync
+    # function in a thread, which nothing can interrupt).
+    cancellable: bool = True
     name: str
     description: str
     parameters: dict[str, Any] | None
@@ -190,6 +228,7 @@ class FunctionTool(Tool):
     ) -> None:
         self.fn = fn
         self._is_async = inspect.iscoroutinefunction(fn)
+        self.cancellable = self._is_async
         signature = inspect.signature(fn)
         hints = get_type_hints(fn)
         fields: dict[str, Any] = {}
@@ -236,7 +275,7 @@ class FunctionTool(Tool):
         else:
             # Sync tools run in a worker thread so a slow one cannot stall the event loop
             # and so its timeout can still be reported.
-            result = await asyncio.to_thread(self.fn, **kwargs)
+            result = await run_in_thread(self.fn, **kwargs)
         return to_tool_output(result)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -270,6 +309,7 @@ class SchemaTool(Tool):
             ) from None
         self._validator = validator_cls(parameters)
         self.handler = handler
+        self.cancellable = inspect.iscoroutinefunction(handler)
         self.original_name = name
 
     def validate(self, raw: str) -> dict[str, Any]:
@@ -287,7 +327,7 @@ class SchemaTool(Tool):
         if inspect.iscoroutinefunction(self.handler):
             result = await self.handler(args)
         else:
-            result = await asyncio.to_thread(self.handler, args)
+            result = await run_in_thread(self.handler, args)
         return to_tool_output(result)
 
 

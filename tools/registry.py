@@ -151,7 +151,9 @@ class ToolRegistry:
         try:
             output = await asyncio.wait_for(tool.invoke(args, ctx), timeout=timeout)
         except TimeoutError:
-            text = f"error: `{recipient}` did not finish within {timeout:g} s and was cancelled"
+            text = f"error: `{recipient}` did not finish within {timeout:g} s and was " + (
+                "cancelled" if tool.cancellable else "abandoned (its result will be ignored)"
+            )
             return self._result(call, recipient, ToolOutput.error(text), "timeout", started)
         except ArgumentError as exc:
             text = f"error: invalid arguments for `{recipient}`: {exc}"

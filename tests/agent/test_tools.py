@@ -178,3 +178,41 @@ def test_tools_from_openai_style_definitions() -> None:
     reg = ToolRegistry.from_items([t])
     assert call(reg, "functions.math_factorial", '{"n": 5}').output.text == "ok"
     assert seen == [("math.factorial", {"n": 5})]
+
+
+def test_a_sync_tool_that_never_returns_is_abandoned_and_the_process_still_exits() -> None:
+    """A thread cannot be cancelled: the run goes on, and nothing waits for it at exit."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import threading
+        from agent import Agent
+        from agent.testing import ScriptedModel
+        from tools import tool
+
+        @tool(timeout=0.2)
+        def stuck() -> str:
+            \"\"\"Never returns.\"\"\"
+            threading.Event().wait()
+            return "never"
+
+        call = ("<|channel|>commentary to=functions.stuck <|constrain|>json"
+                "<|message|>{}<|call|>")
+        final = "<|channel|>final<|message|>gave up<|return|>"
+        result = Agent(ScriptedModel([call, final]), tools=[stuck]).run("go")
+        print([m.content for m in result.messages if m.role.value == "tool"][0])
+        print(result.text)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "error: `functions.stuck` did not finish within 0.2 s and was abandoned "
+        "(its result will be ignored)",
+        "gave up",
+    ]
