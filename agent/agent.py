@@ -416,9 +416,14 @@ class Agent(Generic[T]):
         pending: Any = None
         await self.registry.start(ctx)
         try:
-            async for mode, chunk in graph.astream(
-                graph_input, config, stream_mode=["custom", "values", "updates"]
-            ):
+            # Only what this run reads: events when streaming, interrupts when it can
+            # be interrupted (a checkpointer); every stream mode costs each step.
+            modes = ["values"]
+            if stream:
+                modes.append("custom")
+            if needs_checkpoint:
+                modes.append("updates")
+            async for mode, chunk in graph.astream(graph_input, config, stream_mode=modes):
                 if mode == "custom":
                     if stream:
                         yield cast(AgentEvent, chunk)

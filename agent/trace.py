@@ -84,6 +84,33 @@ class Redactor:
             value = pat.sub(self.mask, value)
         return value
 
+    @functools.cached_property
+    def _telltales(self) -> tuple[str, ...]:
+        """Lower-case strings, one of which is in any JSON text that `__call__` would change."""
+        marks = ["sk-", "bearer", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
+        # A key ending with a secret's name, and its closing quote (`"api_key":`).
+        marks += ['key"', 'authorization"', 'password"', 'secret"', 'token"']
+        # Configured secrets as they read inside a JSON string.
+        marks += [
+            json.dumps(s, ensure_ascii=False)[1:-1].lower()
+            for s in self.secrets
+            if s and len(s) >= 4
+        ]
+        return tuple(marks)
+
+    def record(self, record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The record, redacted, and its JSON line.
+
+        Most records hold no secret, and a few substring tests on their JSON say so: the
+        walk over every string of the record only runs for the few that might.
+        """
+        line = json.dumps(record, ensure_ascii=False)
+        low = line.lower()
+        if any(mark in low for mark in self._telltales):
+            record = self(record)
+            line = json.dumps(record, ensure_ascii=False)
+        return record, line
+
     def __call__(self, obj: Any) -> Any:
         if isinstance(obj, str):
             return self.text(obj)
@@ -177,12 +204,12 @@ class TraceRecorder:
     _model_steps: int = 0
 
     def _write(self, record: dict[str, Any]) -> None:
-        record = self.redactor(record)
+        record, line = self.redactor.record(record)
         self.records.append(record)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.write(line + "\n")
 
     def start(
         self,

@@ -142,6 +142,43 @@ def time_react(steps: int, repeats: int) -> float:
     return _median(once, repeats)
 
 
+def time_bare_langgraph(steps: int, repeats: int) -> float:
+    """The floor: a two-node `StateGraph` (model, tools) whose nodes do nothing."""
+    from typing import Annotated, TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    def append(left: list[int], right: list[int]) -> list[int]:
+        return left + right
+
+    class State(TypedDict, total=False):
+        messages: Annotated[list[int], append]
+        steps: int
+
+    async def model(state: State) -> dict[str, Any]:
+        return {"messages": [1], "steps": state.get("steps", 0) + 1}
+
+    async def tools(state: State) -> dict[str, Any]:
+        return {"messages": [2]}
+
+    graph = StateGraph(State)
+    graph.add_node("model", model)
+    graph.add_node("tools", tools)
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges(
+        "model", lambda s: "tools" if s["steps"] < steps else END, ["tools", END]
+    )
+    graph.add_edge("tools", "model")
+    compiled = graph.compile()
+
+    async def once() -> float:
+        t = time.perf_counter()
+        await compiled.ainvoke({"messages": [], "steps": 0}, {"recursion_limit": 10_000})
+        return time.perf_counter() - t
+
+    return _median(lambda: asyncio.run(once()), repeats)
+
+
 def _median(fn: Any, repeats: int) -> float:
     fn()  # warm up imports and caches
     samples = []
@@ -159,6 +196,10 @@ def main() -> None:
         ("harmonygraph (no checkpointer)", lambda n: time_ours(n, repeats, None)),
         ("harmonygraph (in-memory checkpointer)", lambda n: time_ours(n, repeats, memory_saver())),
         ("langgraph.prebuilt.create_react_agent", lambda n: time_react(n, repeats)),
+        (
+            "bare LangGraph StateGraph, 2 empty nodes (floor)",
+            lambda n: time_bare_langgraph(n, repeats),
+        ),
     ]:
         t = {n: fn(n) for n in points}
         per_step = (t[50] - t[1]) / 49 * 1000
@@ -176,10 +217,10 @@ def main() -> None:
     react = rows[2]["ms_per_step"]
     for r in rows:
         r["ratio_to_react"] = round(r["ms_per_step"] / react, 3)
-    print(f"{'system':40} {'ms/step':>8} {'1→25':>7} {'25→50':>7} {'× react':>8}")
+    print(f"{'system':50} {'ms/step':>8} {'1→25':>7} {'25→50':>7} {'× react':>8}")
     for r in rows:
         print(
-            f"{r['system']:40} {r['ms_per_step']:8.3f} {r['ms_per_step_1_25']:7.3f} "
+            f"{r['system']:50} {r['ms_per_step']:8.3f} {r['ms_per_step_1_25']:7.3f} "
             f"{r['ms_per_step_25_50']:7.3f} {r['ratio_to_react']:8.2f}"
         )
     out = ROOT / "bench" / "results" / "loop.json"

@@ -213,14 +213,12 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
     request = ModelRequest(rt.system, rt.developer, tuple(state.get("messages", ())), rt.settings)
     remaining = rt.limits.max_wall_s - (time.monotonic() - rt.started_at)
     try:
-        if rt.stream_model:
-            response = await asyncio.wait_for(
-                _stream_model(rt, request, step), timeout=max(remaining, 0.001)
-            )
-        else:
-            response = await asyncio.wait_for(
-                rt.model.complete(request), timeout=max(remaining, 0.001)
-            )
+        # asyncio.timeout, not wait_for: no extra task per step.
+        async with asyncio.timeout(max(remaining, 0.001)):
+            if rt.stream_model:
+                response = await _stream_model(rt, request, step)
+            else:
+                response = await rt.model.complete(request)
     except TimeoutError:
         return {
             "status": "timeout",

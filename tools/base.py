@@ -14,6 +14,7 @@ import contextvars
 import functools
 import inspect
 import json
+import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -98,8 +99,40 @@ class ToolContext:
 _R = TypeVar("_R")
 
 
+class _DaemonWorkers:
+    """Reused daemon threads for sync tools.
+
+    `asyncio.to_thread`'s executor joins its threads at exit, so one stuck call would
+    hang the process; a fresh thread per call costs a thread start every step. These
+    threads are reused while free, and one stuck in a call is simply never freed.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        if start:
+            threading.Thread(target=self._work, name="harmonygraph-tool", daemon=True).start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_workers = _DaemonWorkers()
+
+
 async def run_in_thread(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
-    """`fn(*args, **kwargs)` in a daemon thread, awaited.
+    """`fn(*args, **kwargs)` on a daemon worker thread, awaited.
 
     Unlike `asyncio.to_thread`, a call that never returns cannot keep the process from
     exiting: a sync tool past its timeout is abandoned, and the run (and the CLI) end.
@@ -112,7 +145,7 @@ async def run_in_thread(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
         if not future.done():
             future.set_result(value) if ok else future.set_exception(value)
 
-    def work() -> None:
+    def job() -> None:
         try:
             outcome = (True, ctx.run(fn, *args, **kwargs))
         except BaseException as exc:  # handed to the awaiting task
@@ -122,9 +155,7 @@ async def run_in_thread(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
         except RuntimeError:  # the loop is gone: the call was abandoned long ago
             pass
 
-    threading.Thread(
-        target=work, name=f"tool-{getattr(fn, '__name__', 'call')}", daemon=True
-    ).start()
+    _workers.submit(job)
     return await future
 
 
