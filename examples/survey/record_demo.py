@@ -38,7 +38,7 @@ async def record(base_url: str | None, model: str | None, out: Path) -> None:
     else:
         from tests.report.scripts import SurveyScript
 
-        inner = ScriptedModel(SurveyScript(), name="openai/gpt-oss-20b")
+        inner = ScriptedModel(SurveyScript(), name="scripted/gpt-oss-20b")
     recording = RecordingModel(inner, out)
     with tempfile.TemporaryDirectory() as tmp:
         result = await run_survey_pipeline(

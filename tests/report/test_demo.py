@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,34 @@ def test_demo_replays_strictly_and_writes_the_report(
     assert images >= 2  # the two charts the sandbox drew
     text = "\n".join(page.extract_text() for page in reader.pages)
     assert "References" in text and "nps_summary.csv" in text
+    # Every citation marker in the text has its numbered entry in the reference list.
+    entries = re.findall(r"^(\d+)\. <a id=\"ref-\1\"></a>", md, re.M)
+    cited = {int(n) for n in re.findall(r"\[\\\[(\d+)\\\]\]\(#ref-\d+\)", md)}
+    assert [int(n) for n in entries] == list(range(1, len(entries) + 1)) and len(entries) >= 4
+    assert cited == set(range(1, len(entries) + 1))
+    assert "Figure 1." in text and "Figure 2." in text
+    _assert_pages_show_the_charts(Path(paths["pdf"]))
     timings = payload["timings"]
     assert timings["model_calls"] == len(Trace.load(TRACE).model_calls)
+
+
+def _assert_pages_show_the_charts(pdf: Path) -> None:
+    """Look at the pages as a person would: rendered, not blank, the charts' bars in colour."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(str(pdf))
+    try:
+        colours: set[tuple[int, int, int]] = set()
+        for page in document:
+            image = page.render(scale=1).to_pil().convert("RGB")
+            extrema = image.convert("L").getextrema()
+            assert extrema[0] < 100 < extrema[1], "a blank page"
+            colours |= {rgb for _, rgb in image.getcolors(maxcolors=1 << 20) or []}
+    finally:
+        document.close()
+    # The bars: matplotlib's blue (#4c72b0) and red (#c44e52), give or take anti-aliasing.
+    for target in ((0x4C, 0x72, 0xB0), (0xC4, 0x4E, 0x52)):
+        assert any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 12 for c in colours)
 
 
 def test_demo_into_an_unwritable_folder_says_so(

@@ -72,7 +72,7 @@ async def test_pipeline_writes_report_with_charts_and_references(
     assert done == ["preprocess", "ingest", "analysis", "plan", "assemble", "render", "deliver"]
     assert [e.supported for e in events if isinstance(e, SectionDone)] == [True, True, False]
     t = result.timings
-    assert t.model_calls == script.calls and t.tool_calls == 4
+    assert t.model_calls == script.calls and t.tool_calls == 5  # 2 python, 3 searches
     assert t.total_s >= t.model_s + t.tools_s
 
 
