@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command
+from langgraph.types import Command, StreamMode
 
 from agent.checkpoint import memory_saver
 from agent.events import AgentEvent, RunDone
@@ -172,6 +172,7 @@ class Agent(Generic[T]):
         self.registry = ToolRegistry.from_items(
             list(tools), default_timeout=tool_timeout, max_result_chars=max_result_chars
         )
+        self.registry.prepare()
         self._output = OutputSpec(output_type) if output_type is not None else None
         if enforce_output and output_type is not None:
             # The answer's body is generated under the schema's grammar where the backend
@@ -199,6 +200,28 @@ class Agent(Generic[T]):
         self._graph_plain = (
             build_agent_graph().compile() if self._checkpoint_on_demand else self._graph
         )
+
+    async def aclose(self) -> None:
+        """Release what the agent keeps between runs: warm sandbox kernels, the model's
+        connections. Runs in progress are not affected; runs started later re-acquire."""
+        await self.registry.aclose()
+        await self.model.aclose()
+
+    def close(self) -> None:
+        """`aclose` for sync code."""
+        run_sync(self.aclose())
+
+    async def __aenter__(self) -> Agent[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Agent[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- configuration per run ---------------------------------------------------------
     def system_config(
@@ -418,7 +441,7 @@ class Agent(Generic[T]):
         try:
             # Only what this run reads: events when streaming, interrupts when it can
             # be interrupted (a checkpointer); every stream mode costs each step.
-            modes = ["values"]
+            modes: list[StreamMode] = ["values"]
             if stream:
                 modes.append("custom")
             if needs_checkpoint:

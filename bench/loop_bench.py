@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -142,18 +142,20 @@ def time_react(steps: int, repeats: int) -> float:
     return _median(once, repeats)
 
 
+def _append_ints(left: list[int], right: list[int]) -> list[int]:
+    return left + right
+
+
+class BareState(TypedDict, total=False):
+    messages: Annotated[list[int], _append_ints]
+    steps: int
+
+
 def time_bare_langgraph(steps: int, repeats: int) -> float:
     """The floor: a two-node `StateGraph` (model, tools) whose nodes do nothing."""
-    from typing import Annotated, TypedDict
-
     from langgraph.graph import END, START, StateGraph
 
-    def append(left: list[int], right: list[int]) -> list[int]:
-        return left + right
-
-    class State(TypedDict, total=False):
-        messages: Annotated[list[int], append]
-        steps: int
+    State = BareState
 
     async def model(state: State) -> dict[str, Any]:
         return {"messages": [1], "steps": state.get("steps", 0) + 1}

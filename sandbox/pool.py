@@ -82,14 +82,18 @@ class SandboxPool:
                 self._filling.clear()
                 self._closed.wait(min(30.0, 2.0**failures))
                 continue
-            finally:
-                self._filling.clear()
+            except BaseException:
+                self._filling.clear()  # nobody may wait for a kernel that is not coming
+                raise
             failures = 0
             self.last_error = None
             if self._closed.is_set():
+                self._filling.clear()
                 kernel.kill()
                 return
+            # Ready before "not filling": a taker never sees neither and starts a second one.
             self._ready.put(kernel)
+            self._filling.clear()
 
     # -- use ------------------------------------------------------------------------
     def take_kernel(self) -> KernelProcess:
@@ -105,6 +109,19 @@ class SandboxPool:
                 self.hits += 1
                 return kernel
             kernel.kill()
+        if self._filling.is_set():
+            # A kernel is on its way (the pool was warmed moments ago): waiting for it
+            # is never slower than starting another, and starts one container, not two.
+            try:
+                kernel = self._ready.get(timeout=self.sandbox.config.start_timeout_s)
+            except queue.Empty:
+                pass
+            else:
+                self._wake.set()
+                if kernel.alive:
+                    self.hits += 1
+                    return kernel
+                kernel.kill()
         self.misses += 1
         self._wake.set()
         return self.sandbox.spawn_kernel()

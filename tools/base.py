@@ -146,6 +146,7 @@ async def run_in_thread(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
             future.set_result(value) if ok else future.set_exception(value)
 
     def job() -> None:
+        outcome: tuple[bool, Any]
         try:
             outcome = (True, ctx.run(fn, *args, **kwargs))
         except BaseException as exc:  # handed to the awaiting task
@@ -481,6 +482,13 @@ class Toolset:
 
     async def close(self, ctx: ToolContext) -> None:
         """Release per-run resources; called once when the run ends, even on error."""
+
+    def prepare(self) -> None:
+        """Start, in the background, what a first run would otherwise wait for (a warm
+        sandbox pool); called when an `Agent` is built. Must return at once."""
+
+    async def aclose(self) -> None:
+        """Release what `prepare` and the runs kept between runs (the agent is done)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r}, tools={list(self.tools)})"

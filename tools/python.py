@@ -131,6 +131,14 @@ class PythonToolset(Toolset):
         """Start filling the pool now, before the first run needs a session."""
         await self.pool.start()
 
+    def prepare(self) -> None:
+        # The agent is built: warm kernels start now, so its first run does not wait
+        # for a container start and the scientific imports.
+        try:
+            self.pool.start_sync()
+        except SandboxError as exc:  # the first run says why, in the tool's answer
+            log.info("python sandbox not warmed: %s", exc)
+
     async def start(self, ctx: ToolContext) -> None:
         try:
             session = await self.pool.acquire()

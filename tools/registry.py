@@ -214,3 +214,11 @@ class ToolRegistry:
                 errors.append(f"{ts.namespace}: {exc}")
         if errors:
             raise ToolError("closing toolsets failed: " + "; ".join(errors))
+
+    def prepare(self) -> None:
+        for ts in self.toolsets:
+            ts.prepare()
+
+    async def aclose(self) -> None:
+        for ts in reversed(self.toolsets):
+            await ts.aclose()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .support import require
+from tests.ci import require
 
 
 @pytest.fixture(scope="session")

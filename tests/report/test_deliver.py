@@ -15,8 +15,7 @@ from graphs.deliver import (
     deliver,
     parse_destination,
 )
-
-from .support import require
+from tests.ci import require
 
 
 @pytest.fixture

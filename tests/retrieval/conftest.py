@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from retrieval_testkit import require
+
+from tests.ci import require
 
 
 @pytest.fixture(scope="session")

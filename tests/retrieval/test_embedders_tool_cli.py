@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from retrieval_testkit import require
 
+from tests.ci import require
 from tools.base import ArgumentError, ToolContext, ToolError
 from tools.retrieval import (
     DimensionMismatchError,

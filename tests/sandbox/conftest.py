@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sandbox_testkit import IN_CI, sandbox_config
+from sandbox_testkit import sandbox_config
 
 from sandbox import (
     DockerSandbox,
     SandboxSession,
     SandboxUnavailableError,
 )
+from tests.ci import IN_CI
 
 
 def _require_docker(sandbox: DockerSandbox) -> None:

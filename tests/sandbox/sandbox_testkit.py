@@ -18,8 +18,6 @@ SWALLOW_INTERRUPTS = (
     "        pass\n"
 )
 
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
 
 def sandbox_config(**overrides: Any) -> SandboxConfig:
     """Small limits so each hostile case ends quickly; no preloads unless a test asks."""

@@ -80,3 +80,25 @@ async def test_async_acquire_and_release(docker_sandbox: DockerSandbox) -> None:
         assert session.closed
     finally:
         await pool.close()
+
+
+def test_an_agent_warms_its_python_pool_when_built(docker_sandbox: DockerSandbox) -> None:
+    """Its first run takes a kernel started in the background, and closing stops the pool."""
+    from agent import Agent
+    from agent.testing import ScriptedModel
+    from tools.python import PythonToolset
+
+    python = PythonToolset(sandbox=DockerSandbox(sandbox_config(pool_size=1)))
+    model = ScriptedModel(
+        [
+            "<|channel|>analysis to=python code<|message|>print(6 * 7)<|call|>",
+            "<|channel|>final<|message|>42<|return|>",
+        ]
+    )
+    with Agent(model, tools=[python]) as agent:
+        # Building the agent started the pool: no run has asked for a session yet.
+        assert python.pool.wait_ready(timeout=120), python.pool.stats()
+        result = agent.run("6 * 7?")
+        assert [m.content for m in result.messages if m.role.value == "tool"] == ["42"]
+        assert python.pool.hits == 1 and python.pool.misses == 0
+    assert python.pool.stats()["ready"] == 0  # closed: no warm kernel left behind

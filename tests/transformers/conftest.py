@@ -21,8 +21,7 @@ if "TIKTOKEN_ENCODINGS_BASE" not in os.environ and _VOCAB.is_dir():
 
 from agent.harmony.encoding import get_encoding  # noqa: E402
 from agent.models.transformers import TransformersModel  # noqa: E402
-
-PIP = "pip install torch==2.13.0 transformers llguidance"
+from tests.ci import require  # noqa: E402
 
 VOCAB_SIZE = 201_088
 
@@ -57,8 +56,8 @@ def tiny_config() -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_hf_model() -> Any:
-    torch = pytest.importorskip("torch", reason=f"torch is not installed ({PIP})")
-    pytest.importorskip("transformers", reason=f"transformers is not installed ({PIP})")
+    torch = require("torch")
+    require("transformers")
     from transformers import AutoModelForCausalLM
 
     # One thread: on a shared 2-core runner, OpenMP's spinning workers fight the other
@@ -107,7 +106,7 @@ class Script:
 
 @pytest.fixture
 def llguidance() -> Any:
-    return pytest.importorskip("llguidance", reason=f"llguidance is not installed ({PIP})")
+    return require("llguidance")
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from agent.models.base import (
 )
 from agent.models.grammar import grammar_available
 from agent.models.transformers import TransformersModel
+from tests.ci import require
 
-from .conftest import PIP, ForceTokens, Script
+from .conftest import ForceTokens, Script
 
 TOOL_CALL = (
     "<|channel|>analysis<|message|>I should add 2 and 3 with the tool.<|end|>"
@@ -176,7 +177,7 @@ def test_from_pretrained_loads_a_local_folder(tiny_hf_model: Any, tmp_path: Path
 
 
 def test_from_pretrained_never_downloads_implicitly() -> None:
-    pytest.importorskip("transformers", reason=f"transformers is not installed ({PIP})")
+    require("transformers")
     with pytest.raises(ModelNotFoundError, match="local_files_only"):
         TransformersModel.from_pretrained("openai/gpt-oss-does-not-exist-here")
 
