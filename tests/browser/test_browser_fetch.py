@@ -52,6 +52,13 @@ def allowed(**kw: object) -> SafeFetcher:
         ("http://100.64.0.1/", "non-public"),  # carrier-grade NAT
         ("http://0.0.0.0/", "unspecified"),
         ("http://localhost/", "resolves to a loopback"),
+        # IPv6 forms that carry an IPv4 host, reached through a translating gateway.
+        ("http://[::127.0.0.1]/", "loopback"),  # IPv4-compatible
+        ("http://[64:ff9b::a9fe:a9fe]/", "link-local (cloud metadata)"),  # NAT64
+        ("http://[2002:a00:5::]/", "private"),  # 6to4 of 10.0.0.5
+        ("http://[fd12:3456::1]/", "private"),  # unique local
+        ("http://[ff02::1]/", "non-public"),  # multicast
+        ("http://240.0.0.1/", "private"),  # reserved (Python counts it as private)
     ],
 )
 async def test_non_public_addresses_are_refused(url: str, words: str) -> None:

@@ -106,19 +106,40 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def _is_public(address: str) -> bool:
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _addresses(address: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address and every IPv4 address that an IPv6 one carries inside it.
+
+    ::ffff:127.0.0.1 (mapped), ::127.0.0.1 (compatible), 64:ff9b::7f00:1 (NAT64),
+    2002:7f00:1:: (6to4) and Teredo all reach the IPv4 host they embed where a gateway
+    translates them, so each is judged by that host as well.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, whatever its spelling
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            found.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            found.append(ip.sixtofour)
+        if ip.teredo is not None:
+            found.extend(ip.teredo)
+        if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+            found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def _is_public(address: str) -> bool:
     # is_global is False for loopback, private, link-local (169.254.169.254, the cloud
     # metadata service), shared (100.64/10), reserved and documentation ranges.
-    return ip.is_global and not ip.is_multicast
+    return all(ip.is_global and not ip.is_multicast for ip in _addresses(address))
 
 
 def _kind(address: str) -> str:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ips = _addresses(address)
+    ip = next((a for a in reversed(ips) if not a.is_global or a.is_multicast), ips[0])
     if ip.is_unspecified:
         return "an unspecified"
     if ip.is_loopback:
