@@ -521,6 +521,38 @@ def _in_text_order(section: Section) -> list[Citation]:
 _REF = re.compile(r"\[ref:(\d+)\]")
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def _synthesis_problems(candidate: Synthesis, known: set[int]) -> list[str]:
+    """What is wrong with a summary's citations, as feedback the model can act on.
+
+    Every reference must exist; every conclusion cites the finding it follows from; and
+    every summary sentence that states a number cites where the number comes from.
+    """
+    problems = []
+    texts = (candidate.summary, *candidate.conclusions)
+    bad = sorted({int(n) for t in texts for n in _REF.findall(t) if int(n) not in known})
+    allowed = ", ".join(f"[ref:{n}]" for n in sorted(known)) or "nothing"
+    if bad:
+        problems.append(
+            f"These references do not exist: {', '.join(f'[ref:{n}]' for n in bad)}. "
+            f"Cite only {allowed}"
+        )
+    uncited = [
+        s
+        for s in _SENTENCE_END.split(candidate.summary)
+        if re.search(r"\d", _REF.sub("", s)) and not _REF.search(s)
+    ]
+    uncited += [c for c in candidate.conclusions if not _REF.search(c)]
+    if uncited:
+        problems.append(
+            "Each conclusion, and each summary sentence with a number, must cite its reference "
+            f"({allowed}); these do not: " + " | ".join(f'"{u.strip()}"' for u in uncited[:6])
+        )
+    return problems
+
+
 def _numbered_text(section: Section, refs: Sequence[Reference]) -> str:
     by_key = {r.key: r.number for r in refs}
     body = section.body
@@ -561,29 +593,19 @@ async def assemble_node(state: ReportState, config: RunnableConfig) -> dict[str,
                 warnings.append(f"the summary could not be written: {exc}")
                 break
             candidate: Synthesis = result.output  # type: ignore[assignment]
-            known = {r.number for r in refs}
-            bad = sorted(
-                {
-                    int(n)
-                    for t in (candidate.summary, *candidate.conclusions)
-                    for n in _REF.findall(t)
-                    if int(n) not in known
-                }
-            )
-            if not bad:
+            problems = _synthesis_problems(candidate, {r.number for r in refs})
+            if not problems:
                 synthesis = candidate
                 break
             history = [
                 *result.messages,
-                Message.user(
-                    f"These references do not exist: {', '.join(f'[ref:{n}]' for n in bad)}. Cite only "
-                    f"{', '.join(f'[ref:{n}]' for n in sorted(known)) or 'nothing'}. Reply with only the corrected JSON object."
-                ),
+                Message.user("; ".join(problems) + ". Reply with only the corrected JSON object."),
             ]
             next_prompt = None
         else:
             warnings.append(
-                "the summary cited references that do not exist, even after correction; it was left out"
+                "the summary cited references that do not exist, or left claims uncited, even "
+                "after correction; it was left out"
             )
     else:
         warnings.append("no section could be supported by sources, so no summary was written")

@@ -57,8 +57,11 @@ def script() -> list[str]:
         final("The documents have no industry benchmarks; no web here.",
               {"title": "Benchmarks by industry", "body": "", "supported": False,
                "unsupported_reason": "the sources seen give no industry benchmark figures"}),
+        # A conclusion without its reference goes back to the model too.
         final("Summarise.", {"summary": "NPS subtracts the detractor share from the promoter share [ref:1].",
-                             "conclusions": ["Report NPS with its sample size [ref:1]."]}),
+                             "conclusions": ["Report NPS with its sample size."]}),
+        final("Cite the conclusion.", {"summary": "NPS subtracts the detractor share from the promoter share [ref:1].",
+                                       "conclusions": ["Report NPS with its sample size [ref:1]."]}),
     ]  # fmt: skip
 
 
@@ -79,8 +82,13 @@ async def test_report_graph_end_to_end_with_citation_feedback(tmp_path: Path) ->
     assert any(
         "【7†L1-L3】: no page with cursor 7" in f and "cursors seen: 0, 1" in f for f in feedback
     )
+    assert any(
+        'must cite its reference ([ref:1]); these do not: "Report NPS with its sample size."' in f
+        for f in feedback
+    )
     report = result.report
     assert report is not None
+    assert report.conclusions == ["Report NPS with its sample size [ref:1]."]
     method, bench = report.sections
     assert method.supported and method.attempts == 2
     (citation,) = method.citations
