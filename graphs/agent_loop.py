@@ -389,6 +389,14 @@ def _tool_update(
 def validate_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
     rt = _runtime(config)
     final = state["messages"][-1]
+    if final.stop is None:
+        # No <|return|>/<|end|>: generation stopped at max_tokens, mid-answer. A cut
+        # answer is not an answer, even where it happens to parse.
+        return {
+            "status": "max_tokens",
+            "error": "the final answer was cut off before it ended: the model reached its "
+            "max_tokens; raise ModelSettings.max_tokens",
+        }
     if rt.output is None:
         return {"status": "completed", "output": final.content}
     try:

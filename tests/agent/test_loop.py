@@ -381,3 +381,12 @@ def test_waiting_for_an_approval_does_not_count_as_run_time() -> None:
     assert agent.run("Delete /tmp/x", thread_id="w").status == "awaiting_approval"
     time.sleep(0.6)  # the person takes longer than the run may
     assert agent.run(thread_id="w", resume=True).text == "Deleted."
+
+
+def test_a_final_answer_cut_off_by_max_tokens_is_not_accepted() -> None:
+    cut = '<|channel|>analysis<|message|>Answer.<|end|><|start|>assistant<|channel|>final<|message|>{"value": 4'
+    with pytest.raises(RunLimitExceeded, match="cut off before it ended") as info:
+        Agent(ScriptedModel([cut])).run("2+2?")
+    result = info.value.result
+    assert result.status == "max_tokens"
+    assert result.messages[-1].content == '{"value": 4' and result.messages[-1].stop is None
