@@ -26,7 +26,14 @@ from agent.harmony.prompt import (
     parse_reasoning,
 )
 from agent.models.base import Model, ModelSettings, Usage, iterate_sync, run_sync
-from agent.trace import Redactor, ReplayModel, ReplayToolRegistry, Trace, TraceRecorder
+from agent.trace import (
+    Redactor,
+    ReplayModel,
+    ReplayToolRegistry,
+    Trace,
+    TraceRecorder,
+    check_replay_end,
+)
 from agent.usage import Price, estimate_cost
 from graphs.agent_loop import LoopRuntime, OutputSpec, RunLimits, build_agent_graph
 from tools.base import Tool, ToolContext, Toolset
@@ -330,7 +337,17 @@ class Agent(Generic[T]):
             input = [Message.from_dict(d) for d in (first or {}).get("new_messages", [])]
         # The recorded date, so that a replay on another day renders the same prompt.
         clone.current_date = tr.header.get("current_date") or clone.current_date
-        return await clone.arun(input, reasoning=tr.header.get("reasoning"))
+        try:
+            result = await clone.arun(input, reasoning=tr.header.get("reasoning"))
+        except AgentRunError as exc:
+            if strict:
+                check_replay_end(
+                    tr, cast(ReplayModel, clone.model), exc.result.status, exc.result.steps
+                )
+            raise
+        if strict:
+            check_replay_end(tr, cast(ReplayModel, clone.model), result.status, result.steps)
+        return result
 
     def _with(self, *, model: Model, registry: ToolRegistry) -> Agent[T]:
         clone: Agent[T] = object.__new__(Agent)

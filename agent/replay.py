@@ -12,8 +12,8 @@ from typing import Any
 from openai_harmony import ToolNamespaceConfig
 
 from agent.harmony.prompt import ResponseFormat
-from agent.models.base import run_sync
-from agent.trace import ReplayModel, ReplayToolRegistry, Trace, TraceError
+from agent.models.base import ModelSettings, run_sync
+from agent.trace import ReplayModel, ReplayToolRegistry, Trace, TraceError, check_replay_end
 from tools.base import Toolset
 from tools.registry import ToolRegistry
 
@@ -68,6 +68,19 @@ def agent_from_trace(trace: Trace, *, strict: bool = True) -> Any:
         name=header.get("agent", "agent"),
     )
     agent.registry = registry
+    params = (
+        dict(first_call.get("params") or {})
+        if (first_call := next(iter(trace.model_calls), None))
+        else {}
+    )
+    if params:
+        agent.settings = ModelSettings(
+            max_tokens=params.pop("max_tokens", 4096),
+            temperature=params.pop("temperature", 1.0),
+            top_p=params.pop("top_p", 1.0),
+            seed=params.pop("seed", None),
+            extra_body=params,
+        )
     if fmt:
         agent._response_format = ResponseFormat(
             fmt["name"], fmt["schema"], fmt.get("description", "")
@@ -91,22 +104,10 @@ def replay_trace(path: str | Path | Trace, *, strict: bool = True) -> dict[str, 
         result = run_sync(agent.arun(inputs))
     except AgentRunError as exc:
         result = exc.result
-    recorded_end = trace.end or {}
-    if strict and recorded_end.get("status") and recorded_end["status"] != result.status:
-        from agent.trace import ReplayDivergence
-
-        raise ReplayDivergence(
-            result.steps,
-            f"the run ended {result.status}; the recording ended {recorded_end['status']}",
-        )
     model = agent.model
     assert isinstance(model, ReplayModel)
-    if strict and model.remaining:
-        from agent.trace import ReplayDivergence
-
-        raise ReplayDivergence(
-            result.steps + 1, f"the run ended with {model.remaining} recorded model call(s) unused"
-        )
+    if strict:
+        check_replay_end(trace, model, result.status, result.steps)
     return {
         "ok": True,
         "status": result.status,

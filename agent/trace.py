@@ -23,7 +23,14 @@ from typing import Any
 from agent.harmony.messages import Message
 from agent.harmony.parser import HeaderDone, MessageDone
 from agent.harmony.prompt import DeveloperConfig, SystemConfig
-from agent.models.base import ModelRequest, ModelResponse, ResponseDone, StreamEvent, Usage
+from agent.models.base import (
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    ResponseDone,
+    StreamEvent,
+    Usage,
+)
 from tools.base import ToolContext, ToolOutput
 from tools.registry import ToolCall, ToolCallResult, ToolRegistry
 
@@ -37,7 +44,9 @@ __all__ = [
     "Trace",
     "TraceError",
     "TraceRecorder",
+    "check_replay_end",
     "request_fingerprint",
+    "sampling_params",
 ]
 
 SCHEMA_VERSION = 1
@@ -193,6 +202,17 @@ def _describe_difference(recorded: dict[str, Any], current: dict[str, Any]) -> s
 # -- writing ------------------------------------------------------------------------------
 
 
+def sampling_params(settings: ModelSettings) -> dict[str, Any]:
+    """What a trace records of a request's sampling, and a strict replay compares."""
+    return {
+        "max_tokens": settings.max_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "seed": settings.seed,
+        **settings.extra_body,
+    }
+
+
 @dataclass
 class TraceRecorder:
     """Collects a run's records in memory and, given a path, appends them as JSON Lines."""
@@ -246,7 +266,6 @@ class TraceRecorder:
         new = request.messages[start:]
         self._seen_messages = len(request.messages)
         self._model_steps += 1
-        s = request.settings
         self._write(
             {
                 "type": "model_call",
@@ -255,13 +274,7 @@ class TraceRecorder:
                 "message_count": len(request.messages),
                 "new_from": start,
                 "new_messages": [m.to_dict() for m in new],
-                "params": {
-                    "max_tokens": s.max_tokens,
-                    "temperature": s.temperature,
-                    "top_p": s.top_p,
-                    "seed": s.seed,
-                    **s.extra_body,
-                },
+                "params": sampling_params(request.settings),
                 "prompt_sha256": response.prompt_sha256,
                 "prompt_tokens": response.prompt_tokens,
                 "raw": response.raw,
@@ -448,6 +461,16 @@ class ReplayModel:
         diff = _describe_difference(rec["request"], current)
         if diff:
             raise ReplayDivergence(step, diff)
+        recorded_params = rec.get("params")
+        if recorded_params is not None:
+            params = sampling_params(request.settings)
+            for key in sorted(recorded_params.keys() | params.keys()):
+                if recorded_params.get(key) != params.get(key):
+                    raise ReplayDivergence(
+                        step,
+                        f"sampling parameter `{key}` is {params.get(key)!r}; the recording had "
+                        f"{recorded_params.get(key)!r}",
+                    )
         start = rec.get("new_from", 0)
         self._expected[start:] = [
             message_key(Message.from_dict(d)) for d in rec.get("new_messages", [])
@@ -480,6 +503,17 @@ class ReplayModel:
 
     async def aclose(self) -> None:
         return None
+
+
+def check_replay_end(trace: Trace, model: ReplayModel, status: str, steps: int) -> None:
+    """A strict replay must also end as the recording did, with every model call used."""
+    recorded = (trace.end or {}).get("status")
+    if recorded and recorded != status:
+        raise ReplayDivergence(steps, f"the run ended {status}; the recording ended {recorded}")
+    if model.remaining:
+        raise ReplayDivergence(
+            steps + 1, f"the run ended with {model.remaining} recorded model call(s) unused"
+        )
 
 
 def _label(m: Message) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import Agent
+from agent import Agent, RunLimits
 from agent.replay import replay_trace
 from agent.testing import ScriptedModel
 from agent.trace import SCHEMA_VERSION, Redactor, ReplayDivergence, Trace, TraceError
@@ -102,6 +102,35 @@ def test_strict_replay_passes_and_names_what_changed(tmp_path: Path) -> None:
         same.replay(path, input="Weather in Rome?")
     # Lenient mode only follows the recorded order.
     assert more_tools.replay(path, strict=False).text == "21 °C in Paris."
+
+
+def test_strict_replay_names_changed_sampling_and_an_early_end(tmp_path: Path) -> None:
+    from agent.models.base import ModelSettings
+
+    path = record(tmp_path)
+    hotter = Agent(
+        ScriptedModel([]),
+        tools=[lookup],
+        instructions="Weather bot.",
+        settings=ModelSettings(temperature=0.2),
+    )
+    with pytest.raises(
+        ReplayDivergence,
+        match=re.escape("step 1: sampling parameter `temperature` is 0.2; the recording had 1.0"),
+    ):
+        hotter.replay(path)
+
+    # An agent that stops after one step (a lower limit) leaves a recorded call unused.
+    short = Agent(
+        ScriptedModel([]),
+        tools=[lookup],
+        instructions="Weather bot.",
+        limits=RunLimits(max_steps=1),
+    )
+    with pytest.raises(
+        ReplayDivergence, match="the run ended max_steps; the recording ended completed"
+    ):
+        short.replay(path)
 
 
 def test_replay_from_the_trace_alone(tmp_path: Path) -> None:
