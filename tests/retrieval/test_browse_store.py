@@ -45,3 +45,33 @@ async def test_document_text_rebuilds_the_original_from_overlapping_chunks(
     title, text = await store.document_text("doc://long", collection=collection_name)
     assert text == words and title
     assert await store.document_text("doc://missing", collection=collection_name) is None
+
+
+def test_the_store_backend_is_chosen_by_configuration(
+    collection_name: str, docs_dir: Path, pg_url: str, monkeypatch: Any
+) -> None:
+    """`harmonygraph browse` over a collection, with nothing but environment variables."""
+    from typer.testing import CliRunner
+
+    from tools.browser.cli import app  # `harmonygraph browse`
+    from tools.retrieval import HashingEmbedder, SyncRetrievalStore
+
+    with SyncRetrievalStore(pg_url, embedder=HashingEmbedder()) as store:
+        store.add_paths([docs_dir / "leave.md"], collection=collection_name)
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("HARMONYGRAPH_SEARCH_BACKEND", "local")
+    monkeypatch.setenv("HARMONYGRAPH_LOCAL_COLLECTION", collection_name)
+    runner = CliRunner()
+    found = runner.invoke(app, ["search", "parental leave weeks", "--json"])
+    assert found.exit_code == 0, found.output
+    page = json.loads(found.output)
+    assert "【0†Leave policy†local】" in page["text"]
+    # `open` takes the doc:// URL the store gives the document's source.
+    url = StoreDocuments.configured(collection_name).url_for(str(docs_dir / "leave.md"))
+    opened = runner.invoke(app, ["open", url])
+    assert opened.exit_code == 0, opened.output
+    assert "sixteen weeks of parental leave" in opened.output
+
+    monkeypatch.delenv("HARMONYGRAPH_LOCAL_COLLECTION")
+    unset = runner.invoke(app, ["search", "leave"])
+    assert unset.exit_code == 1 and "needs HARMONYGRAPH_LOCAL_COLLECTION" in unset.output

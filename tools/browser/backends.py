@@ -424,6 +424,12 @@ class LocalBackend:
             out.append(SearchHit(hit.title, hit.url, hit.text))
         return out
 
+    async def aclose(self) -> None:
+        """Close the document store's connections, where it keeps any."""
+        close = getattr(self.documents, "aclose", None)
+        if close is not None:
+            await close()
+
     async def get(self, url: str) -> StoredDocument | None:
         """The whole document when the store has it, else the chunk seen in a search."""
         if isinstance(self.documents, DocumentStore):

@@ -65,6 +65,7 @@ def _run(
                     break
         finally:
             await toolset.close(ctx)
+            await toolset.aclose()
         return outputs
 
     outputs = asyncio.run(go())

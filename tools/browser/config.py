@@ -29,6 +29,9 @@ class BrowserConfig(BaseModel):
     search_backend: BackendName = "ddgs"
     searxng_url: str | None = None
     local_search_dir: Path | None = None
+    # The project's pgvector store as the local backend: a collection of it, at
+    # DATABASE_URL or the embedded Postgres (needs the retrieval extra).
+    local_collection: str | None = None
     ddgs_proxy: str | None = None
     search_timeout_s: float = 10.0
     retry_attempts: int = Field(default=3, ge=1)
@@ -99,9 +102,19 @@ class BrowserConfig(BaseModel):
                 retry_attempts=self.retry_attempts,
                 retry_backoff_s=self.retry_backoff_s,
             )
-        if self.local_search_dir is None:
-            raise ValueError(
-                "search backend local needs HARMONYGRAPH_LOCAL_SEARCH_DIR (a folder of "
-                ".txt/.md/.html files), or pass a LocalBackend over your document store"
-            )
-        return LocalBackend(FolderDocumentSearch(self.local_search_dir))
+        if self.local_search_dir is not None:
+            return LocalBackend(FolderDocumentSearch(self.local_search_dir))
+        if self.local_collection:
+            try:
+                from tools.retrieval.browse import StoreDocuments
+            except ImportError as exc:
+                raise ValueError(
+                    "HARMONYGRAPH_LOCAL_COLLECTION needs the retrieval extra: "
+                    f"pip install 'harmonygraph[retrieval]' ({exc})"
+                ) from None
+            return LocalBackend(StoreDocuments.configured(self.local_collection))
+        raise ValueError(
+            "search backend local needs HARMONYGRAPH_LOCAL_COLLECTION (a collection of the "
+            "document store, see `harmonygraph index`) or HARMONYGRAPH_LOCAL_SEARCH_DIR (a "
+            "folder of .txt/.md/.html files)"
+        )

@@ -134,6 +134,11 @@ class BrowserToolset(Toolset):
     async def close(self, ctx: ToolContext) -> None:
         ctx.state.pop(STATE_KEY, None)
 
+    async def aclose(self) -> None:
+        close = getattr(self._backend, "aclose", None)  # only one that was built
+        if close is not None:
+            await close()
+
     async def call(
         self, name: str, arguments: str | dict[str, Any], ctx: ToolContext
     ) -> ToolOutput:

@@ -2,7 +2,8 @@
 
 `BrowserToolset(backend=LocalBackend(StoreDocuments(store, "handbook")))` lets the model
 `search` the organisation's documents and `open` a result as a whole document, with the
-same cursors, line numbers and citations as web pages.
+same cursors, line numbers and citations as web pages. By configuration:
+`HARMONYGRAPH_SEARCH_BACKEND=local HARMONYGRAPH_LOCAL_COLLECTION=handbook`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,21 @@ class StoreDocuments:
         prefix = f"doc://{quote(self.collection, safe='')}/"
         return unquote(url[len(prefix) :]) if url.startswith(prefix) else url
 
+    @classmethod
+    def configured(
+        cls, collection: str, *, url: str | None = None, mode: SearchMode = "hybrid"
+    ) -> StoreDocuments:
+        """A collection of the store at `url` (else `DATABASE_URL`, else the embedded
+        Postgres), opened on first use: for `BrowserConfig`, which is built synchronously.
+        The query embedder is the one the collection was indexed with."""
+        return cls(RetrievalStore(url), collection, mode=mode)
+
+    async def aclose(self) -> None:
+        await self.store.close()
+
     async def search(self, query: str, k: int) -> list[_Hit]:
+        if not self.store.is_open:
+            await self.store.open()
         hits: list[SearchHit] = await self.store.search(
             query, collection=self.collection, k=k, mode=self.mode
         )
@@ -61,6 +76,8 @@ class StoreDocuments:
         return out
 
     async def get(self, url: str) -> StoredDocument | None:
+        if not self.store.is_open:
+            await self.store.open()
         found: Any = await self.store.document_text(
             self.source_for(url), collection=self.collection
         )
