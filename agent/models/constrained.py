@@ -21,6 +21,7 @@ final-channel opening and whatever the model wrote after it is discarded.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from agent.models.base import ModelError, ModelSettings, Usage
 
 __all__ = [
     "FINAL_OPEN",
+    "FINAL_OPENINGS",
     "StructuredOutputStyle",
     "TwoPhaseCompletion",
     "complete_with_final_schema",
@@ -43,6 +45,13 @@ __all__ = [
 ]
 
 FINAL_OPEN = "<|channel|>final<|message|>"
+# gpt-oss may also open the answer with a content type, as it does for a response format.
+FINAL_OPENINGS = (
+    FINAL_OPEN,
+    "<|channel|>final <|constrain|>json<|message|>",
+    "<|channel|>final<|constrain|>json<|message|>",
+)
+_FINAL_OPENING = re.compile(r"<\|channel\|>final ?(?:<\|constrain\|>\s*json\s*)?<\|message\|>")
 StructuredOutputStyle = Literal["structured_outputs", "guided_json"]
 _MARKERS = ("<|return|>", "<|call|>")
 
@@ -81,15 +90,20 @@ def cut_at_final_open(text: str, token_ids: Sequence[int] | None) -> tuple[str, 
     if token_ids:
         ids = list(token_ids)
         for k, token in enumerate(ids):
-            if token == MESSAGE and enc.decode(ids[: k + 1]).endswith(FINAL_OPEN):
-                head = ids[: k + 1]
-                return enc.decode(head), head
+            if token == MESSAGE:  # a completion has few: decoding each head is cheap
+                head_text = enc.decode(ids[: k + 1])
+                if _ends_with_final_opening(head_text):
+                    return head_text, ids[: k + 1]
         return None
-    at = text.find(FINAL_OPEN)
-    if at < 0:
+    found = _FINAL_OPENING.search(text)
+    if found is None:
         return None
-    head_text = text[: at + len(FINAL_OPEN)]
+    head_text = text[: found.end()]
     return head_text, list(enc.encode(head_text, allowed_special="all"))
+
+
+def _ends_with_final_opening(text: str) -> bool:
+    return any(m.end() == len(text) for m in _FINAL_OPENING.finditer(text, max(0, len(text) - 64)))
 
 
 def _choice(completion: Any, client: openai.AsyncOpenAI) -> Any:
@@ -155,7 +169,7 @@ async def complete_with_final_schema(
     started = time.perf_counter()
     prompt_ids = list(prompt)
     first = await client.completions.create(
-        stop=[FINAL_OPEN], **body(prompt_ids, settings.max_tokens, base_extra)
+        stop=list(FINAL_OPENINGS), **body(prompt_ids, settings.max_tokens, base_extra)
     )
     choice = _choice(first, client)
     extra = choice.model_extra or {}

@@ -159,7 +159,9 @@ def test_config_from_env(tmp_path: Path) -> None:
     assert config.view_lines == 40
     with pytest.raises(ValueError, match="needs HARMONYGRAPH_SEARXNG_URL"):
         BrowserConfig(search_backend="searxng").build_backend()
-    with pytest.raises(ValueError, match="needs HARMONYGRAPH_LOCAL_COLLECTION .* or HARMONYGRAPH_LOCAL_SEARCH_DIR"):
+    with pytest.raises(
+        ValueError, match=r"needs HARMONYGRAPH_LOCAL_COLLECTION .* or HARMONYGRAPH_LOCAL_SEARCH_DIR"
+    ):
         BrowserConfig(search_backend="local").build_backend()
     with pytest.raises(ValueError, match="search_backend"):
         BrowserConfig.from_env({"HARMONYGRAPH_SEARCH_BACKEND": "bing"})

@@ -17,6 +17,7 @@ from agent.harmony.encoding import get_encoding
 from agent.models.base import ModelSettings
 from agent.models.constrained import (
     FINAL_OPEN,
+    FINAL_OPENINGS,
     StructuredOutputStyle,
     complete_with_final_schema,
     cut_at_final_open,
@@ -77,7 +78,7 @@ async def test_second_request_continues_the_prefix_under_the_schema(
     head = _ids(REASONING + FINAL_OPEN)
     # Phase one: the plain prompt, free sampling, asked to stop at the final channel.
     assert first["prompt"] == PROMPT
-    assert first["stop"] == [FINAL_OPEN]
+    assert first["stop"] == list(FINAL_OPENINGS)
     assert not _is_phase_two(first)
     # Phase two: the same prefix continued, the schema attached the way `style` says.
     assert second["prompt"] == PROMPT + head
@@ -130,3 +131,26 @@ def test_structured_output_body_styles() -> None:
     assert structured_output_body(SCHEMA, "guided_json") == {"guided_json": SCHEMA}
     with pytest.raises(ValueError, match="structured_outputs"):
         structured_output_body(SCHEMA, "xml")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("opening", FINAL_OPENINGS[1:])
+async def test_a_final_channel_opened_with_a_content_type_is_constrained_too(opening: str) -> None:
+    """`<|channel|>final <|constrain|>json<|message|>`: the body still goes under the schema."""
+
+    def script(body: dict[str, Any]) -> str:
+        return ANSWER + "<|return|>" if _is_phase_two(body) else REASONING + opening
+
+    with FakeOpenAIServer(script) as server:
+        client = client_for(server)
+        result = await complete_with_final_schema(client, "openai/gpt-oss-20b", PROMPT, SCHEMA)
+        await client.close()
+        _, second = server.bodies("/v1/completions")
+    assert result.constrained
+    assert second["prompt"] == PROMPT + _ids(REASONING + opening)
+    final = parse_completion_text(result.text).messages[-1]
+    assert final.channel == "final" and json.loads(final.content) == {"answer": 5, "why": "sum"}
+    for ids in (_ids(REASONING + opening + "x"), None):
+        assert cut_at_final_open(REASONING + opening + "x", ids) == (
+            REASONING + opening,
+            _ids(REASONING + opening),
+        )
