@@ -6,7 +6,8 @@ structured outputs: the analysis channel forced into JSON, or the grammar ignore
 Because we render harmony ourselves, we can split the turn where the answer begins:
 
 1. phase one samples freely and stops once the model has opened the final channel
-   (`<|channel|>final<|message|>`, sent as a stop string); a tool call or any other
+   (`<|channel|>final<|message|>`, or with `<|constrain|>json` before `<|message|>`,
+   sent as stop strings); a tool call or any other
    stop ends the turn there, with no second request;
 2. phase two continues the same token prefix (prompt + phase one's tokens) under the
    server's JSON-Schema option, so the body parses and then ends with `<|return|>`.
