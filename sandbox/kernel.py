@@ -364,13 +364,17 @@ class Kernel:
                 os._exit(0)
             sys.stdout, sys.stderr = saved
         duration = (time.perf_counter() - t0) * 1000
-        if interrupted and self.config.get("kill_strays"):
+        strays = 0
+        if self.config.get("kill_strays"):
             # Only set where the kernel has its own PID namespace (a container, bwrap):
             # there -1 means "this sandbox"; on a bare host it would mean everything.
-            # Stray processes started by the interrupted code (a fork bomb, a busy
-            # subprocess) would keep running; signal -1 reaches every process this user
-            # may signal except ourselves and init.
-            self.kill_strays()
+            # Processes the cell started and left running (a fork bomb, a busy
+            # subprocess, a background child) would go on taking CPU and process slots
+            # between cells that the model believes are finished; signal -1 reaches
+            # every process this user may signal except ourselves and init.
+            strays = len(self.other_processes())
+            if interrupted or strays:
+                self.kill_strays()
         fd_out, fd_out_trunc = self.read_fd_capture(self.fd_out)
         fd_err, fd_err_trunc = self.read_fd_capture(self.fd_err)
         after = self.snapshot()
@@ -391,7 +395,22 @@ class Kernel:
             "duration_ms": duration,
             "interrupted": interrupted,
             "output_limited": output_limited,
+            "strays_killed": strays,
         }
+
+    def other_processes(self) -> list[int]:
+        """Live processes in this PID namespace besides init and this kernel."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in (1, self.pid):
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        state = f.read().rsplit(b")", 1)[1].split()[0]
+                except OSError:
+                    continue  # gone already
+                if state != b"Z":  # a zombie is already dead; init or we reap it
+                    pids.append(int(entry))
+        return pids
 
     def kill_strays(self) -> None:
         # A fork bomb keeps forking while we signal, so repeat until nothing is left,

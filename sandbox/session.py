@@ -415,6 +415,18 @@ def _parse_result(reply: dict[str, Any]) -> ExecResult:
     else:
         status = "error" if error else "ok"
         note = ""
+    strays = int(reply.get("strays_killed") or 0)
+    if strays:
+        note = " ".join(
+            filter(
+                None,
+                [
+                    note,
+                    f"Stopped {strays} background process(es) the code left running: each "
+                    "call runs to completion, so nothing may keep running between calls.",
+                ],
+            )
+        )
     return ExecResult(
         status=status,  # type: ignore[arg-type]
         stdout=reply.get("stdout", ""),

@@ -63,6 +63,21 @@ def test_plain_fork_bomb_ends_in_an_error(session: SandboxSession) -> None:
     assert session.execute_sync("2 + 2").value == "4"
 
 
+def test_background_process_left_running_is_stopped_and_said(session: SandboxSession) -> None:
+    """A cell that finishes but leaves a busy child behind (here: a CPU spinner)."""
+    before = _process_count(session)
+    session.execute_sync("kept = 1")
+    r = session.execute_sync(
+        "import subprocess, sys\n"
+        "spinner = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+        "print('started', spinner.pid > 0)"
+    )
+    assert r.status == "ok" and r.stdout.strip() == "started True"
+    assert "Stopped 1 background process(es)" in r.render()
+    assert _process_count(session) == before  # nothing left spinning between calls
+    assert session.execute_sync("kept").value == "1"  # the session itself carries on
+
+
 def test_memory_bomb_kills_only_the_kernel(session: SandboxSession) -> None:
     session.execute_sync("before = 1")
     # A generous timeout: filling memory up to the limit takes a moment on a busy machine.
