@@ -178,6 +178,7 @@ def chat(
     from agent.harmony.prompt import parse_reasoning
     from agent.models import make_model
     from agent.models.base import iterate_sync
+    from agent.usage import estimate_cost
 
     try:
         level = parse_reasoning(reasoning)
@@ -229,8 +230,11 @@ def chat(
                 console.print(f"[dim]trace saved to {path}[/]")
             elif cmd == "/usage":
                 u = session.usage
+                cost = estimate_cost(agent.model.name, u, agent.prices)
                 console.print(
-                    f"[dim]{session.turns} turns · {u.input_tokens} in / {u.output_tokens} out tokens[/]"
+                    f"[dim]{session.turns} turns · {u.input_tokens} in / {u.output_tokens} out tokens"
+                    + (f" · ≈ ${cost:.4f}" if cost is not None else "")
+                    + "[/]"
                 )
             else:
                 console.print(f"[red]unknown command {cmd}[/] · {CHAT_HELP}")
@@ -257,8 +261,12 @@ def chat(
                 elif isinstance(event, ToolResultEvent):
                     console.print(f"[green]← {event.recipient} {event.status}[/]")
                 elif isinstance(event, RunDone):
-                    u = event.result.usage
-                    console.print(f"\n[dim]({u.input_tokens} in / {u.output_tokens} out tokens)[/]")
+                    u, cost = event.result.usage, event.result.cost_usd
+                    console.print(
+                        f"\n[dim]({u.input_tokens} in / {u.output_tokens} out tokens"
+                        + (f" · ≈ ${cost:.4f}" if cost is not None else "")
+                        + ")[/]"
+                    )
         except AgentRunError as exc:
             console.print(f"\n[red]the turn ended early: {exc}[/]")
         except Exception as exc:  # keep the session alive: a server hiccup is not the end

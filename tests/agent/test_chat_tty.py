@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -82,3 +83,45 @@ def test_chat_with_an_unknown_tool_option_says_so() -> None:
 
 if not hasattr(pexpect, "spawn"):  # pragma: no cover - pexpect's spawn is POSIX-only
     pytest.skip("pexpect.spawn needs a POSIX system", allow_module_level=True)
+
+
+def test_chat_shows_tool_calls_as_they_happen_and_hides_reasoning(tmp_path: Path) -> None:
+    search = (
+        "<|channel|>analysis<|message|>SECRET-THOUGHT: look it up.<|end|>"
+        "<|start|>assistant<|channel|>analysis to=browser.search code"
+        '<|message|>{"query": "promoters detractors", "topn": 2}<|call|>'
+    )
+    script = [search, final("NPS is promoters minus detractors.", thought="SECRET-THOUGHT 2.")]
+    with FakeOpenAIServer(script) as server:
+        env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            COLUMNS="120",
+            TERM="dumb",
+            HARMONYGRAPH_SEARCH_BACKEND="local",
+            HARMONYGRAPH_LOCAL_SEARCH_DIR=str(ROOT / "examples" / "survey" / "frameworks"),
+        )
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "agent.cli", "chat", "--base-url", server.base_url, "--tools", "browser"],
+            cwd=str(ROOT),
+            env=env,
+            encoding="utf-8",
+            timeout=30,
+        )
+        screen = io.StringIO()
+        child.logfile_read = screen  # everything the person sees
+        try:
+            child.expect("you> ")
+            child.sendline("how is NPS computed?")
+            child.expect(r"→ browser\.search")  # the call, before its answer
+            child.expect(r"← browser\.search ok")
+            child.expect("NPS is promoters minus detractors.")
+            child.expect(r"out tokens · ≈ \$\d+\.\d{4}\)")  # usage and its estimated cost
+            child.expect("you> ")
+            child.sendline("/quit")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+    assert "SECRET-THOUGHT" not in screen.getvalue()  # reasoning is hidden unless asked for
+    assert child.exitstatus == 0
