@@ -10,16 +10,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from agent.models._openai import (
-    DEFAULT_API_KEY,
-    DEFAULT_BASE_URL,
-    DEFAULT_MODEL,
-    OpenAICompatibleModel,
-)
 from agent.models.base import (
     Model,
     ModelAuthError,
@@ -36,9 +31,47 @@ from agent.models.base import (
     iterate_sync,
     run_sync,
 )
-from agent.models.chat import ChatCompletionsModel, ServerKind, from_chat_message, to_chat_messages
-from agent.models.completions import HarmonyCompletionsModel
-from agent.models.errors import RetryPolicy
+
+if TYPE_CHECKING:
+    from agent.models._openai import (
+        DEFAULT_API_KEY,
+        DEFAULT_BASE_URL,
+        DEFAULT_MODEL,
+        OpenAICompatibleModel,
+    )
+    from agent.models.chat import (
+        ChatCompletionsModel,
+        ServerKind,
+        from_chat_message,
+        to_chat_messages,
+    )
+    from agent.models.completions import HarmonyCompletionsModel
+    from agent.models.errors import RetryPolicy
+    from agent.models.transformers import TransformersModel
+
+# Imported on first use: the protocol and its types (above) are all the agent loop
+# needs, and the `openai` SDK alone costs ~20 MB and ~0.3 s at import; torch far more.
+_LAZY = {
+    "DEFAULT_API_KEY": "agent.models._openai",
+    "DEFAULT_BASE_URL": "agent.models._openai",
+    "DEFAULT_MODEL": "agent.models._openai",
+    "OpenAICompatibleModel": "agent.models._openai",
+    "ChatCompletionsModel": "agent.models.chat",
+    "ServerKind": "agent.models.chat",
+    "from_chat_message": "agent.models.chat",
+    "to_chat_messages": "agent.models.chat",
+    "HarmonyCompletionsModel": "agent.models.completions",
+    "RetryPolicy": "agent.models.errors",
+    "TransformersModel": "agent.models.transformers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -87,6 +120,10 @@ def make_model(
     for `api="chat"`, `server` ("vllm", "ollama", "openai"), `reasoning_field` and
     `send_reasoning`, and for `api="completions"`, `return_token_ids`.
     """
+    from agent.models._openai import DEFAULT_API_KEY, DEFAULT_BASE_URL, DEFAULT_MODEL
+    from agent.models.chat import ChatCompletionsModel
+    from agent.models.completions import HarmonyCompletionsModel
+
     kind = (api or os.environ.get("HARMONYGRAPH_API") or "completions").strip().lower()
     if kind not in ("completions", "chat"):
         raise ValueError(
@@ -108,11 +145,3 @@ def make_model(
         known = ", ".join(sorted(_SETTING_NAMES))
         raise TypeError(f"{exc}; model settings are: {known}") from None
 
-
-def __getattr__(name: str) -> Any:
-    # Lazy: importing agent.models must not import torch.
-    if name == "TransformersModel":
-        from agent.models.transformers import TransformersModel
-
-        return TransformersModel
-    raise AttributeError(f"module 'agent.models' has no attribute {name!r}")
