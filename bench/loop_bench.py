@@ -190,6 +190,31 @@ def _median(fn: Any, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def rss_after_import() -> dict[str, float]:
+    """Peak RSS (MB) of a fresh interpreter after importing what an agent needs, and after
+    importing langgraph alone, for scale."""
+    import subprocess
+
+    probe = (
+        "import resource\n{imports}\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = {}
+    for label, imports in [
+        (
+            "harmonygraph (Agent, tool, the loop)",
+            "from agent import Agent\nfrom tools import tool\nimport graphs.agent_loop",
+        ),
+        ("langgraph.graph alone", "import langgraph.graph"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(imports=imports)],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+        out[label] = round(float(done.stdout.strip()), 1)
+    return out
+
+
 def main() -> None:
     repeats = int(os.environ.get("BENCH_REPEATS", "7"))
     points = [1, 25, 50]
@@ -225,6 +250,9 @@ def main() -> None:
             f"{r['system']:50} {r['ms_per_step']:8.3f} {r['ms_per_step_1_25']:7.3f} "
             f"{r['ms_per_step_25_50']:7.3f} {r['ratio_to_react']:8.2f}"
         )
+    rss = rss_after_import()
+    for label, mb in rss.items():
+        print(f"RSS after import, {label}: {mb} MB")
     out = ROOT / "bench" / "results" / "loop.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -233,6 +261,7 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "repeats": repeats,
                 "rows": rows,
+                "rss_after_import_mb": rss,
             },
             indent=2,
         )
