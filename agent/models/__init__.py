@@ -144,4 +144,3 @@ def make_model(
     except TypeError as exc:
         known = ", ".join(sorted(_SETTING_NAMES))
         raise TypeError(f"{exc}; model settings are: {known}") from None
-
