@@ -11,13 +11,14 @@ from typing import Any
 
 from openai_harmony import ToolNamespaceConfig
 
+from agent.harmony.messages import Message, Role
 from agent.harmony.prompt import ResponseFormat
 from agent.models.base import ModelSettings, run_sync
 from agent.trace import ReplayModel, ReplayToolRegistry, Trace, TraceError, check_replay_end
 from tools.base import Toolset
 from tools.registry import ToolRegistry
 
-__all__ = ["RecordedToolset", "agent_from_trace", "replay_trace"]
+__all__ = ["RecordedToolset", "agent_from_trace", "replay_trace", "turn_inputs"]
 
 
 class RecordedToolset(Toolset):
@@ -88,32 +89,62 @@ def agent_from_trace(trace: Trace, *, strict: bool = True) -> Any:
     return agent
 
 
+def turn_inputs(trace: Trace) -> list[tuple[str | None, list[Message]]]:
+    """Each recorded run's reasoning effort and the messages it was given.
+
+    A chat's trace holds one run per turn on one thread: the first turn's input is all
+    its first request held; a later turn's is the user messages its first request added.
+    """
+    turns: list[tuple[str | None, list[Message]]] = []
+    reasoning: str | None = None
+    awaiting_first_call = False
+    for record in trace.records:
+        if record.get("type") == "run":
+            reasoning, awaiting_first_call = record.get("reasoning"), True
+        elif record.get("type") == "model_call" and awaiting_first_call:
+            awaiting_first_call = False
+            new = [Message.from_dict(d) for d in record.get("new_messages", [])]
+            if turns:
+                k = len(new)
+                while k and new[k - 1].role is Role.USER:
+                    k -= 1
+                new = new[k:]
+            turns.append((reasoning, new))
+    return turns
+
+
 def replay_trace(path: str | Path | Trace, *, strict: bool = True) -> dict[str, Any]:
-    """Replay every run in a trace file; returns what was replayed, raises `ReplayDivergence`."""
+    """Replay every run in a trace file (every turn of a saved chat, on one thread);
+    returns what was replayed, raises `ReplayDivergence`."""
+    from agent.agent import AgentRunError, RunResult
+
     trace = path if isinstance(path, Trace) else Trace.load(path)
     agent = agent_from_trace(trace, strict=strict)
-    first = trace.model_calls[0] if trace.model_calls else None
-    if first is None:
+    turns = turn_inputs(trace)
+    if not turns:
         raise TraceError("the trace has no model calls to replay")
-    from agent.harmony.messages import Message
-
-    inputs = [Message.from_dict(d) for d in first.get("new_messages", [])]
-    from agent.agent import AgentRunError
-
-    try:
-        result = run_sync(agent.arun(inputs))
-    except AgentRunError as exc:
-        result = exc.result
+    thread = "replay" if len(turns) > 1 else None
+    results: list[RunResult[Any]] = []
+    for reasoning, inputs in turns:
+        try:
+            results.append(run_sync(agent.arun(inputs, thread_id=thread, reasoning=reasoning)))
+        except AgentRunError as exc:  # a chat goes on after a turn that ended early
+            results.append(exc.result)
+    result = results[-1]
     model = agent.model
     assert isinstance(model, ReplayModel)
     if strict:
-        check_replay_end(trace, model, result.status, result.steps)
+        check_replay_end(trace, model, result.status, sum(r.steps for r in results))
     return {
         "ok": True,
         "status": result.status,
+        "turns": len(results),
         "model_calls": len(trace.model_calls) - model.remaining,
-        "tool_calls": result.tool_calls,
-        "output": result.output.model_dump()
-        if hasattr(result.output, "model_dump")
-        else result.output,
+        "tool_calls": sum(r.tool_calls for r in results),
+        "output": _jsonable(result.output),
     }
+
+
+def _jsonable(output: Any) -> Any:
+    dump = getattr(output, "model_dump", None)
+    return dump() if callable(dump) else output

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent import Agent, RunLimits
-from agent.replay import replay_trace
+from agent.replay import replay_trace, turn_inputs
 from agent.testing import ScriptedModel
 from agent.trace import SCHEMA_VERSION, Redactor, ReplayDivergence, Trace, TraceError
 from tools import tool
@@ -138,10 +138,37 @@ def test_replay_from_the_trace_alone(tmp_path: Path) -> None:
     assert report == {
         "ok": True,
         "status": "completed",
+        "turns": 1,
         "model_calls": 2,
         "tool_calls": 1,
         "output": "21 °C in Paris.",
     }
+
+
+def test_a_saved_chat_replays_turn_by_turn(tmp_path: Path) -> None:
+    """`/save` in a chat writes one run per turn on one thread; all of them replay."""
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    model = ScriptedModel([*SCRIPT, call("lookup", '{"city": "Rome"}'), final("19 °C in Rome.")])
+    session = Agent(model, tools=[lookup], instructions="Weather bot.").chat()
+    session.send("Weather in Paris?")
+    session.set_reasoning("high")
+    session.send("And in Rome?")
+    path = session.save(tmp_path / "chat.jsonl")
+    report = replay_trace(path)
+    assert (report["turns"], report["model_calls"], report["tool_calls"]) == (2, 4, 2)
+    assert report["output"] == "19 °C in Rome."
+    res = CliRunner().invoke(app, ["replay", str(path), "--strict"])
+    assert res.exit_code == 0, res.output
+
+    # Each turn replays with its own input and reasoning effort.
+    turns = turn_inputs(Trace.load(path))
+    assert [(r, [m.content for m in msgs]) for r, msgs in turns] == [
+        ("medium", ["Weather in Paris?"]),
+        ("high", ["And in Rome?"]),
+    ]
 
 
 def test_trace_from_another_version_fails_naming_it(tmp_path: Path) -> None:
