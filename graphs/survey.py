@@ -291,7 +291,10 @@ async def _open_store(
                 # machine, whatever else the user has indexed.
                 from tools.retrieval.db import harmonygraph_home, start_embedded
 
-                url = await asyncio.to_thread(start_embedded, harmonygraph_home() / "demo-pgdata")
+                # Stopped when the process exits: nothing of the demo keeps running.
+                url = await asyncio.to_thread(
+                    lambda: start_embedded(harmonygraph_home() / "demo-pgdata", keep_running=False)
+                )
             store = await RetrievalStore(url=url, embedder=HashingEmbedder()).open()
             owned = True
         results = []

@@ -63,17 +63,18 @@ def _import_pgserver() -> Any:
     return pgserver
 
 
-def start_embedded(pgdata: Path | None = None) -> str:
+def start_embedded(pgdata: Path | None = None, *, keep_running: bool = True) -> str:
     """Start (or find running) the embedded server; return its connection URL.
 
-    `cleanup_mode=None` leaves the server running after this process exits, which is
-    what `harmonygraph db start` means; `stop_embedded` stops it.
+    `keep_running` leaves the server running after this process exits, which is what
+    `harmonygraph db start` means (`stop_embedded` stops it); otherwise it stops when
+    this process exits, as a command that only needs it while it runs wants.
     """
     pgserver = _import_pgserver()
     path = (pgdata or embedded_pgdata()).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(path, cleanup_mode=None)
+        server = pgserver.get_server(path, cleanup_mode=None if keep_running else "stop")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
         log = path / "log"
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
