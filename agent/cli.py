@@ -322,6 +322,14 @@ def demo(
         bool, typer.Option("--strict", help="fail where a request differs from the recording")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    survey: Annotated[
+        Path | None,
+        typer.Option(
+            "--survey",
+            help="your own survey export (CSV or JSON Lines) instead of the sample; "
+            "needs --base-url/--model, as the recorded turns answer only the sample",
+        ),
+    ] = None,
 ) -> None:
     """Survey responses in, a cited report with charts out: the survey pipeline end to end.
 
@@ -335,8 +343,13 @@ def demo(
     from graphs.report import ReportWarning, SectionDone, StageDone, StageStarted, ToolActivity
     from graphs.survey import PipelineError, run_survey_pipeline
 
-    responses = EXAMPLES / "responses.csv"
+    responses = survey or EXAMPLES / "responses.csv"
     current_date: str | None = None
+    if survey is not None and not (base_url or model):
+        raise fail(
+            "--survey needs a live model (--base-url/--model): the recorded turns answer "
+            "only the sample survey"
+        )
     try:
         if base_url or model:
             from agent.models import make_model

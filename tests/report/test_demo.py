@@ -90,3 +90,46 @@ def test_demo_into_an_unwritable_folder_says_so(
     res = CliRunner().invoke(app, ["demo", "--out", str(blocked / "report")])
     assert res.exit_code == 2
     assert "error:" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("", "empty"),
+        ("id,score\n1,5\n2,3\n", "lacks the column(s)"),
+        (
+            "response_id,submitted_at,region,plan,tenure_months,nps,satisfaction,ease_of_use,"
+            "support_quality,value_for_money,comment\n"
+            "R1,2026-02-03T20:06:00,Europe,Team,3,9,4,4,4,4,fine\n",
+            "at least 10",
+        ),
+    ],
+    ids=["empty", "wrong-columns", "one-row"],
+)
+def test_demo_on_a_bad_survey_file_says_what_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, words: str
+) -> None:
+    """`--survey` with a live model: the file is checked before any model call is made."""
+    monkeypatch.setenv("HARMONYGRAPH_HOME", str(tmp_path / "home"))
+    bad = tmp_path / "export.csv"
+    bad.write_bytes(content.encode())
+    res = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--survey",
+            str(bad),
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and words in res.output.lower()
+    assert "Traceback" not in res.output
+
+
+def test_demo_survey_without_a_live_model_is_refused(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["demo", "--survey", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2 and "--survey needs a live model" in res.output
