@@ -144,6 +144,18 @@ async def test_citations_resolve_to_url_and_lines(
     assert "【" not in link_ref.quote and "ACLU article on tracking" in link_ref.quote
 
 
+async def test_a_citation_of_find_results_resolves_to_the_page_they_excerpt(
+    browser: BrowserToolset, ctx: ToolContext, server: LocalServer
+) -> None:
+    await browser.call("open", {"id": server.url("/text")}, ctx)
+    found = await browser.call("find", {"pattern": "number 7."}, ctx)  # cursor 1
+    assert "# 【0†match at L7】" in found.text
+    # L1-L2 of the find page are the first two lines of the excerpt: page lines 7 and 8.
+    (ref,) = resolve_citations("Seven 【1†L1-L2】.", browser.history(ctx))
+    assert (ref.cursor, ref.start, ref.end, ref.url) == (0, 7, 8, server.url("/text"))
+    assert ref.lines == tuple(PLAIN_TEXT.split("\n")[7:9])
+
+
 async def test_search_with_searxng_then_open_a_result(
     browser: BrowserToolset, ctx: ToolContext, server: LocalServer
 ) -> None:

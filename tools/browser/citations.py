@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from tools.browser.history import BrowserHistory
-from tools.browser.page import strip_links
+from tools.browser.page import PageContents, strip_links
 
 __all__ = ["CITATION", "Reference", "format_references", "resolve_citations"]
 
@@ -48,6 +48,13 @@ def resolve_citations(
             refs.append(Reference(marker, cursor, start, end, "", "", (), False, "no such cursor"))
             continue
         page = history.pages[cursor]
+        if page.kind == "find":
+            # The find page shows excerpts of another page; a citation of it means those
+            # lines of that page, so it resolves there (its URL, its line numbers).
+            mapped = _through_find(page, start, end)
+            if mapped is not None and mapped[0] < len(history.pages):
+                cursor, start, end = mapped
+                page = history.pages[cursor]
         lines = page.lines
         if start >= len(lines):
             refs.append(
@@ -68,6 +75,34 @@ def resolve_citations(
         quoted = tuple(strip_links(line) for line in lines[start : last + 1])
         refs.append(Reference(marker, cursor, start, end, page.url, page.title, quoted))
     return refs
+
+
+_FIND_HEADER = re.compile(r"^# 【(?P<n>\d+)†match at L(?P<line>\d+)】$")
+
+
+def _through_find(page: PageContents, start: int, end: int) -> tuple[int, int, int] | None:
+    """(source cursor, first line, last line) that lines `start`..`end` of a find-results
+    page show; None when they show none."""
+    shown: list[tuple[int, int]] = []  # (source cursor, source line) of cited lines
+    cursor = line = None
+    for j, text in enumerate(page.lines[: end + 1]):
+        header = _FIND_HEADER.match(text)
+        if header:
+            link = page.links.get(int(header["n"]))
+            cursor, line = (link.cursor, int(header["line"])) if link else (None, None)
+            at = line
+        elif not text.strip() or cursor is None or line is None:
+            continue
+        else:
+            at = line
+            line += 1
+        if j >= start and cursor is not None and at is not None:
+            shown.append((cursor, at))
+    if not shown:
+        return None
+    source = shown[0][0]
+    lines = [n for c, n in shown if c == source]
+    return source, min(lines), max(lines)
 
 
 def format_references(text: str, history: BrowserHistory) -> tuple[str, list[Reference]]:
