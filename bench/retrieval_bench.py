@@ -167,12 +167,15 @@ async def quality(
         for qid, text in queries.items():
             relevant = qrels.get(qid, set())
             t0 = time.perf_counter()
+            # "hybrid-convex": hybrid mode with fusion="convex" instead of RRF.
+            base, _, fusion = mode.partition("-")
             hits = await store.search(
                 text,
                 collection=name,
                 k=depth,
-                mode=mode,  # type: ignore[arg-type]
+                mode=base,  # type: ignore[arg-type]
                 depth=depth,
+                fusion=fusion or "rrf",  # type: ignore[arg-type]
             )
             lat.append((time.perf_counter() - t0) * 1000)
             ranked = [h.metadata["docno"] for h in hits]
@@ -335,10 +338,12 @@ async def main() -> None:
         ingest: list[dict[str, Any]] = list(report.get("ingest", []))
         qual: dict[str, Any] = {}
         specs: list[tuple[str, Any, list[str]]] = [
-            ("hashing", HashingEmbedder(), ["text", "vector", "hybrid"])
+            ("hashing", HashingEmbedder(), ["text", "vector", "hybrid", "hybrid-convex"])
         ]
         if not args.skip_minilm:
-            specs.append(("minilm", SentenceTransformerEmbedder(), ["vector", "hybrid"]))
+            specs.append(
+                ("minilm", SentenceTransformerEmbedder(), ["vector", "hybrid", "hybrid-convex"])
+            )
         for label, embedder, modes in specs:
             name = f"vaswani-{label}"
             if "ingest" in parts:

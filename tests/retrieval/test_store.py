@@ -106,6 +106,15 @@ async def test_folder_ingest_search_and_citations(
         assert source_text.strip()[top.char_start : top.char_end] == top.text
     assert [h.mode for h in hits] == ["hybrid"] * len(hits)
 
+    # Convex fusion: normalised scores in [0, 1], both lists' ranks kept on each hit.
+    query = "how many weeks of parental leave"
+    convex = await store.search(query, collection=collection_name, k=3, fusion="convex")
+    assert convex[0].title == "Leave policy" and convex[0].mode == "hybrid"
+    assert 0.0 <= convex[-1].score <= convex[0].score <= 1.0
+    assert convex[0].text_rank is not None and convex[0].vector_rank is not None
+    with pytest.raises(ValueError, match="unknown fusion 'max': use rrf or convex"):
+        await store.search(query, collection=collection_name, fusion="max")  # type: ignore[arg-type]
+
 
 async def test_same_file_twice_is_stored_once_and_a_changed_file_replaces_its_chunks(
     store: RetrievalStore, tmp_path: Path, collection_name: str

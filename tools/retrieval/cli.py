@@ -169,6 +169,9 @@ def index_search(
     query: str,
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000)] = 5,
     mode: Annotated[str, typer.Option(help="vector, text or hybrid")] = "hybrid",
+    fusion: Annotated[
+        str, typer.Option(help="hybrid mode's merge: rrf (rank fusion) or convex (scores)")
+    ] = "rrf",
     collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
     filter: Annotated[
         list[str] | None,
@@ -182,6 +185,8 @@ def index_search(
 
     if mode not in ("vector", "text", "hybrid"):
         _fail(f"unknown mode {mode!r}: use vector, text or hybrid", as_json, 2)
+    if fusion not in ("rrf", "convex"):
+        _fail(f"unknown fusion {fusion!r}: use rrf or convex", as_json, 2)
     filters: dict[str, Any] = {}
     for item in filter or []:
         key, eq, value = item.partition("=")
@@ -197,6 +202,7 @@ def index_search(
                 k=k,
                 mode=mode,
                 filters=filters or None,
+                fusion=fusion,
             )
 
     try:

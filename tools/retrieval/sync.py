@@ -14,6 +14,7 @@ from tools.retrieval.loaders import LoadedDocument
 from tools.retrieval.store import (
     Collection,
     Filters,
+    Fusion,
     IngestResult,
     ProgressCallback,
     RetrievalStore,
@@ -96,9 +97,12 @@ class SyncRetrievalStore:
         k: int = 5,
         mode: SearchMode = "hybrid",
         filters: Filters | None = None,
+        fusion: Fusion = "rrf",
     ) -> list[SearchHit]:
         return self._run(
-            self.store.search(query, collection=collection, k=k, mode=mode, filters=filters)
+            self.store.search(
+                query, collection=collection, k=k, mode=mode, filters=filters, fusion=fusion
+            )
         )
 
     def search_vector(
