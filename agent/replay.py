@@ -13,8 +13,15 @@ from openai_harmony import ToolNamespaceConfig
 
 from agent.harmony.messages import Message, Role
 from agent.harmony.prompt import ResponseFormat
-from agent.models.base import ModelSettings, run_sync
-from agent.trace import ReplayModel, ReplayToolRegistry, Trace, TraceError, check_replay_end
+from agent.models.base import run_sync
+from agent.trace import (
+    ReplayModel,
+    ReplayToolRegistry,
+    Trace,
+    TraceError,
+    check_replay_end,
+    settings_from_params,
+)
 from tools.base import Toolset
 from tools.registry import ToolRegistry
 
@@ -69,19 +76,9 @@ def agent_from_trace(trace: Trace, *, strict: bool = True) -> Any:
         name=header.get("agent", "agent"),
     )
     agent.registry = registry
-    params = (
-        dict(first_call.get("params") or {})
-        if (first_call := next(iter(trace.model_calls), None))
-        else {}
-    )
-    if params:
-        agent.settings = ModelSettings(
-            max_tokens=params.pop("max_tokens", 4096),
-            temperature=params.pop("temperature", 1.0),
-            top_p=params.pop("top_p", 1.0),
-            seed=params.pop("seed", None),
-            extra_body=params,
-        )
+    first_call = next(iter(trace.model_calls), None)
+    if first_call and first_call.get("params"):
+        agent.settings = settings_from_params(first_call["params"])
     if fmt:
         agent._response_format = ResponseFormat(
             fmt["name"], fmt["schema"], fmt.get("description", "")

@@ -47,6 +47,7 @@ __all__ = [
     "check_replay_end",
     "request_fingerprint",
     "sampling_params",
+    "settings_from_params",
 ]
 
 SCHEMA_VERSION = 1
@@ -211,6 +212,18 @@ def sampling_params(settings: ModelSettings) -> dict[str, Any]:
         "seed": settings.seed,
         **settings.extra_body,
     }
+
+
+def settings_from_params(params: dict[str, Any]) -> ModelSettings:
+    """The sampling settings `sampling_params` recorded, to replay them as they were."""
+    extra = dict(params)
+    return ModelSettings(
+        max_tokens=extra.pop("max_tokens", 4096),
+        temperature=extra.pop("temperature", 1.0),
+        top_p=extra.pop("top_p", 1.0),
+        seed=extra.pop("seed", None),
+        extra_body=extra,
+    )
 
 
 @dataclass
