@@ -195,9 +195,11 @@ def rss_after_import() -> dict[str, float]:
     importing langgraph alone, for scale."""
     import subprocess
 
+    # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec.
     probe = (
-        "import resource\n{imports}\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "{imports}\n"
+        "print(next(int(line.split()[1]) for line in open('/proc/self/status') "
+        "if line.startswith('VmHWM:')) / 1024)"
     )
     out = {}
     for label, imports in [
