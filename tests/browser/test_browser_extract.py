@@ -131,3 +131,51 @@ async def test_corrupt_pdf_is_a_tool_error(
 ) -> None:
     out = await browser.call("open", {"id": server.url("/corrupt.pdf")}, ctx)
     assert out.is_error and "the PDF could not be read" in out.text
+
+
+def _library_clean(text: str) -> str:
+    """readability-lxml's own `clean`, as its source writes it."""
+    text = re.sub(r"\s{255,}", " " * 255, text)
+    text = re.sub(r"\s*\n\s*", "\n", text)
+    text = re.sub(r"\t|[ \t]{2,}", " ", text)
+    return text.strip()
+
+
+def test_the_faster_readability_clean_gives_the_same_text() -> None:
+    """The per-run rewrite must not change a single extraction: same output, every input."""
+    import random
+
+    from tools.browser.extract import readability_clean
+
+    texts = []
+    for page in sorted(READABILITY.iterdir()):
+        source = page / "source.html"
+        if source.exists():
+            root = lxml.html.document_fromstring(source.read_text(errors="replace"))
+            texts += [el.text_content() or "" for el in root.iter() if isinstance(el.tag, str)]
+    assert len(texts) > 10_000
+    pieces = [" ", "\t", "\n", "\r", "\xa0", "\u2003", "\u3000", "\x0b", "a", "b"]
+    rnd = random.Random(7)
+    texts += ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 14))) for _ in range(20_000)]
+    texts += ["a" + " " * 300 + "b", "a" + " " * 200 + "\n" + " " * 100 + "b", "\t" * 260]
+    assert [readability_clean(t) for t in texts] == [_library_clean(t) for t in texts]
+
+
+def test_visible_text_length_skips_scripts_styles_and_comments() -> None:
+    from tools.browser.extract import _parse, _visible_text_length
+
+    def by_xpath(root: lxml.html.HtmlElement) -> int:
+        texts = root.xpath(
+            "//body//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]"
+        )
+        return sum(len(t.strip()) + 1 for t in texts if t.strip())
+
+    pages = [
+        p / "source.html" for p in sorted(READABILITY.iterdir()) if (p / "source.html").exists()
+    ]
+    for path in pages:
+        root = _parse(path.read_text(errors="replace"))
+        assert root is not None
+        assert _visible_text_length(root) == by_xpath(root), path.parent.name
+    small = _parse("<body>ab<!-- x -->cd<script>no</script>ef<style>no</style></body>")
+    assert small is not None and _visible_text_length(small) == len("ab cd ef") + 1

@@ -223,9 +223,34 @@ def _base_url(root: lxml.html.HtmlElement, url: str) -> str:
     return urljoin(url, str(base[0]).strip()) if base else url
 
 
+# readability-lxml normalises whitespace with three regex passes over each candidate's
+# whole text_content(), thousands of times a page: 40% of extraction time. This does
+# the same per whitespace run (the only places those patterns match), leaving alone the
+# single spaces none of them changes; it gives identical output (tests check it) and is
+# about 9 times faster.
+_WHITESPACE_RUN = re.compile(r"\s{2,}|[^\S ]")
+_TABS_OR_SPACES = re.compile(r"\t|[ \t]{2,}")
+
+
+def _clean_run(match: re.Match[str]) -> str:
+    run = match.group()
+    if len(run) >= 255:  # readability: `\s{255,}` -> 255 spaces, first
+        run = " " * 255
+    if "\n" in run:  # then `\s*\n\s*` -> "\n"
+        return "\n"
+    return _TABS_OR_SPACES.sub(" ", run)  # then `\t|[ \t]{2,}` -> " "
+
+
+def readability_clean(text: str) -> str:
+    """`readability.readability.clean`, the same result, faster."""
+    return _WHITESPACE_RUN.sub(_clean_run, text).strip()
+
+
 def _article_html(html: str) -> str | None:
     import readability  # readability-lxml; imported here: it pulls in chardet and more
+    import readability.readability as impl
 
+    impl.clean = readability_clean  # its module-level helper, used by every scoring pass
     try:
         return str(readability.Document(html).summary(html_partial=True))
     except Exception:  # readability raises bare Unparseable and lxml errors on junk input
@@ -267,12 +292,35 @@ def extract_html(
     return PageContents(url=url, title=title, text=text, links=links, kind="html")
 
 
+_INVISIBLE = frozenset({"script", "style", "noscript"})
+
+
 def _visible_text_length(root: lxml.html.HtmlElement) -> int:
-    """Characters of visible text on the whole page, cheaper than rendering it."""
-    texts = root.xpath(
-        "//body//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]"
-    )
-    return sum(len(t.strip()) + 1 for t in texts if t.strip())
+    """Characters of visible text in the page's body, cheaper than rendering it.
+
+    One walk that skips script, style and noscript subtrees (an XPath `ancestor::` test
+    per text node costs a walk up the tree for each)."""
+    body = root.find("body")
+    if body is None:
+        return 0
+    total = 0
+    hidden = 0  # how many invisible elements enclose the walk's position
+    for event, el in lxml.etree.iterwalk(body, events=("start", "end", "comment", "pi")):
+        invisible = el.tag in _INVISIBLE
+        if not isinstance(el.tag, str):
+            # A comment (or processing instruction): its content is not page text, and
+            # the walk gives it no "end", so its tail is counted here.
+            if not hidden and el.tail and el.tail.strip():
+                total += len(el.tail.strip()) + 1
+        elif event == "start":
+            hidden += invisible
+            if not hidden and el.text and el.text.strip():
+                total += len(el.text.strip()) + 1
+        else:
+            hidden -= invisible
+            if not hidden and el is not body and el.tail and el.tail.strip():
+                total += len(el.tail.strip()) + 1
+    return total
 
 
 def extract_pdf(data: bytes, url: str, *, max_pages: int = 300) -> PageContents:
