@@ -149,7 +149,12 @@ class LocalSandbox(Sandbox):
 
     @property
     def isolation(self) -> str:  # type: ignore[override]
-        return "weak (bwrap namespaces + rlimits)" if self.bwrap else "weak (rlimits only)"
+        if self.bwrap:
+            return "weak (bwrap namespaces + rlimits)"
+        if os.geteuid() == 0:
+            # The kernel ignores RLIMIT_NPROC for root: nothing caps a fork bomb.
+            return "weak (rlimits only; as root no process cap: install bubblewrap)"
+        return "weak (rlimits only)"
 
     def check(self) -> dict[str, Any]:
         if not shutil.which(self.python):

@@ -42,6 +42,19 @@ def test_factory_picks_local_only_when_asked(monkeypatch: pytest.MonkeyPatch) ->
     assert get_sandbox().kind == "docker"
 
 
+def test_isolation_says_plainly_what_is_missing(tmp_path: Path) -> None:
+    import os
+
+    bare = LocalSandbox(local_config(), session_dir=tmp_path / "d", use_bwrap=False)
+    if os.geteuid() == 0:  # root ignores RLIMIT_NPROC: the doctor says to install bwrap
+        assert bare.isolation == "weak (rlimits only; as root no process cap: install bubblewrap)"
+    else:
+        assert bare.isolation == "weak (rlimits only)"
+    if HAS_BWRAP:
+        boxed = LocalSandbox(local_config(), session_dir=tmp_path / "e", use_bwrap=True)
+        assert boxed.isolation == "weak (bwrap namespaces + rlimits)"
+
+
 def test_state_files_and_value(local: LocalSandbox, tmp_path: Path) -> None:
     with local.start_session_sync() as s:
         assert s.execute_sync("import math\nx = 3").ok
