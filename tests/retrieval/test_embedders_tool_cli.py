@@ -159,6 +159,17 @@ async def test_minilm_finds_meaning_not_just_words(pg_url: str, collection_name:
         )
         assert (await store.get_collection(collection_name)).embedder == "minilm"
 
+        # A long German page: every stored chunk fits MiniLM's 256-token window.
+        german = " ".join(
+            f"Die Donaudampfschifffahrtsgesellschaftskapitänsmütze Nummer {i} wurde "
+            "ordnungsgemäß inventarisiert."
+            for i in range(200)
+        )
+        await store.add_text(german, source="doc://de", collection=collection_name)
+        hits = await store.search("inventarisiert", collection=collection_name, k=1000, mode="text")
+        stored = [h.text for h in hits if h.url == "doc://de"]
+        assert stored and max(embedder.count_input_tokens(t) for t in stored) <= 254
+
 
 async def test_search_documents_tool(
     store: RetrievalStore, docs_dir: Path, collection_name: str

@@ -160,6 +160,34 @@ def test_long_paragraph_splits_at_sentence_ends() -> None:
     assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
 
 
+def test_chinese_and_japanese_count_by_character() -> None:
+    """No spaces between words must not make a paragraph one token and a chunk unbounded."""
+    text = "谷歌在2014年收购的人工智能公司开发出一款计算机。" * 40
+    assert count_tokens("谷歌在2014年收购 hello, world") == 10
+    chunks = chunk_text(text, max_tokens=50, overlap=0, headings=False)
+    assert len(chunks) > 10 and all(c.token_count <= 50 for c in chunks)
+
+
+def test_chunks_are_split_again_to_fit_an_embedders_window() -> None:
+    """A tokenizer that counts more than our words (long compounds) gets chunks that fit."""
+    from tools.retrieval.chunking import fit_to_window
+
+    words = [f"Donaudampfschifffahrtsgesellschaft{i}" for i in range(120)]
+    text = "# Kapitel\n\n" + " ".join(words) + "."
+    chunks = chunk_text(text, max_tokens=100, overlap=10)
+
+    def subwords(s: str) -> int:  # as a subword tokenizer would: ~6 pieces a long word
+        return sum(max(1, len(w) // 6) for w in s.split())
+
+    assert any(subwords(c.text) > 120 for c in chunks)
+    fitted = fit_to_window(chunks, limit=120, count=subwords, overlap=10)
+    assert all(subwords(c.text) <= 120 for c in fitted)
+    assert [c.index for c in fitted] == list(range(len(fitted)))
+    for c in fitted:
+        assert text[c.char_start : c.char_end] == c.text and c.heading == "Kapitel"
+    assert " ".join(w for c in fitted for w in c.text.split()).count("Donau") >= 120
+
+
 def test_headings_start_chunks_and_stop_overlap() -> None:
     text = "# A\n\n" + "alpha " * 30 + "\n\n## B\n\n" + "beta " * 10 + "\n\n# C\n\ngamma"
     chunks = chunk_text(text, max_tokens=20, overlap=5)

@@ -1,20 +1,25 @@
 """Token-sized chunks that end at paragraph, sentence or heading boundaries.
 
-"Tokens" here are words and punctuation marks (`\\w+|[^\\w\\s]`): a tokenizer-free
-count that runs anywhere and lands within ~30% of BPE counts for English prose. A chunk
-is a contiguous span of the original text, so its character offsets are exact and a
-citation can point back into the source.
+"Tokens" here are words and punctuation marks (`\\w+|[^\\w\\s]`), and each Chinese or
+Japanese character: a tokenizer-free count that runs anywhere and lands within ~30% of
+BPE counts for English prose. A chunk is a contiguous span of the original text, so its
+character offsets are exact and a citation can point back into the source.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-__all__ = ["Chunk", "chunk_text", "count_tokens"]
+__all__ = ["Chunk", "chunk_text", "count_tokens", "fit_to_window"]
 
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Chinese and Japanese put no spaces between words, so there `\w+` would make a whole
+# sentence (or paragraph) one "token" and a chunk could grow without bound: their
+# characters count one by one, close to how subword tokenizers split them.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_TOKEN = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])\w)+|[^\w\s]", re.UNICODE)
 _BLOCK_SPLIT = re.compile(r"\n[ \t\r\f\v]*\n")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
@@ -157,3 +162,35 @@ def chunk_text(
         cur_heading = " > ".join(h[1] for h in heading_path) or None
     flush()
     return chunks
+
+
+def fit_to_window(
+    chunks: list[Chunk], *, limit: int, count: Callable[[str], int], overlap: int = 40
+) -> list[Chunk]:
+    """Chunks re-split where an embedder's own tokenizer counts more than `limit` tokens.
+
+    Our word count runs ~30% under subword counts for English and more for German
+    compounds or code; a chunk past the embedding model's input window would have its
+    tail cut off silently. Such a chunk is split again, by the same rules, with a budget
+    scaled by how far over it was; offsets stay exact and indexes are renumbered.
+    """
+    out: list[Chunk] = []
+    for chunk in chunks:
+        n = count(chunk.text)
+        if n <= limit or chunk.token_count <= 1:
+            out.append(chunk)
+            continue
+        budget = max(1, int(chunk.token_count * limit / n * 0.9))
+        for part in chunk_text(
+            chunk.text, max_tokens=budget, overlap=min(overlap, budget // 4), headings=False
+        ):
+            out.append(
+                replace(
+                    part,
+                    char_start=chunk.char_start + part.char_start,
+                    char_end=chunk.char_start + part.char_end,
+                    token_start=chunk.token_start + part.token_start,
+                    heading=chunk.heading,
+                )
+            )
+    return [replace(c, index=i) for i, c in enumerate(out)]

@@ -182,6 +182,16 @@ class SentenceTransformerEmbedder:
                 self._model = SentenceTransformer(path, device=self.device)
             return self._model
 
+    @property
+    def max_input_tokens(self) -> int:
+        """The model's input window, less its two special tokens ([CLS], [SEP])."""
+        return int(self._load().max_seq_length) - 2
+
+    def count_input_tokens(self, text: str) -> int:
+        """Tokens the model's own tokenizer makes of `text` (what the window limits)."""
+        tokenizer = self._load().tokenizer
+        return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
     async def dimension(self) -> int:
         model = await asyncio.to_thread(self._load)
         # Renamed in sentence-transformers 5; keep working with both.

@@ -26,7 +26,7 @@ from typing import Any, Literal, Self
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tools.retrieval.chunking import Chunk, chunk_text
+from tools.retrieval.chunking import Chunk, chunk_text, fit_to_window
 from tools.retrieval.db import database_url
 from tools.retrieval.embeddings import Embedder, check_embeddings, embedder_from_spec
 from tools.retrieval.errors import (
@@ -508,6 +508,10 @@ class RetrievalStore:
             finally:
                 await self.rebuild_index(collection)
         results: list[IngestResult | None] = [None] * len(documents)
+        # An embedder that knows its input window (a local model) gets chunks that fit it.
+        window: int | None = None
+        if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
+            window = await asyncio.to_thread(lambda: emb.max_input_tokens)
         existing = await self._existing(coll, [d.source for d in documents])
         last = {doc.source: i for i, doc in enumerate(documents)}
         todo: list[tuple[int, _Pending]] = []
@@ -532,6 +536,13 @@ class RetrievalStore:
                 overlap=self.chunk_overlap,
                 headings=doc.format in ("markdown", "html"),
             )
+            if window is not None:  # the embedder's tokenizer has the last word
+                chunks = fit_to_window(
+                    chunks,
+                    limit=window,
+                    count=emb.count_input_tokens,  # type: ignore[attr-defined]
+                    overlap=self.chunk_overlap,
+                )
             todo.append((i, _Pending(doc, chunks)))
 
         state = {"chunks": 0, "done": len(documents) - len(todo)}
