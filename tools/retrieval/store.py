@@ -510,8 +510,10 @@ class RetrievalStore:
         results: list[IngestResult | None] = [None] * len(documents)
         # An embedder that knows its input window (a local model) gets chunks that fit it.
         window: int | None = None
+        # (Looked up on the class: reading the property loads the model, off the loop.)
         if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
-            window = await asyncio.to_thread(lambda: emb.max_input_tokens)
+            windowed: Any = emb
+            window = await asyncio.to_thread(lambda: int(windowed.max_input_tokens))
         existing = await self._existing(coll, [d.source for d in documents])
         last = {doc.source: i for i, doc in enumerate(documents)}
         todo: list[tuple[int, _Pending]] = []
@@ -540,7 +542,7 @@ class RetrievalStore:
                 chunks = fit_to_window(
                     chunks,
                     limit=window,
-                    count=emb.count_input_tokens,  # type: ignore[attr-defined]
+                    count=windowed.count_input_tokens,
                     overlap=self.chunk_overlap,
                 )
             todo.append((i, _Pending(doc, chunks)))
