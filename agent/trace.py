@@ -393,6 +393,23 @@ class Trace:
                 f"{self.records[0].get('harmonygraph', '?')}); this harmonygraph reads version(s) "
                 f"{sorted(READABLE_VERSIONS)}: re-record it or use a matching harmonygraph"
             )
+        # Messages are read back lazily during a replay; a record this version cannot read
+        # is named here, at load, with the version that wrote it.
+        for n, record in enumerate(self.records, 1):
+            if record.get("type") != "model_call":
+                continue
+            for key in ("new_messages", "messages"):
+                for data in record.get(key) or []:
+                    try:
+                        Message.from_dict(data)
+                    except (ValueError, TypeError) as exc:
+                        raise TraceError(
+                            f"{self.path or 'trace'}: record {n} (model call, step "
+                            f"{record.get('step', '?')}): {exc}. The trace is schema version "
+                            f"{version}, written by harmonygraph "
+                            f"{self.records[0].get('harmonygraph', '?')}: use that version, or "
+                            "re-record it"
+                        ) from None
 
     @property
     def header(self) -> dict[str, Any]:

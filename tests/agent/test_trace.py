@@ -180,6 +180,16 @@ def test_trace_from_another_version_fails_naming_it(tmp_path: Path) -> None:
         TraceError, match=re.escape("trace schema version 99 (written by harmonygraph 9.0.0)")
     ):
         Trace.load(path)
+    # Same version, but a message field this harmonygraph does not know: named at load.
+    lines[1:] = [
+        line.replace('"role": "user"', '"role": "user", "audio": "x"', 1) for line in lines[1:]
+    ]
+    path.write_text("\n".join(lines))
+    with pytest.raises(
+        TraceError,
+        match=r"record 2 \(model call, step 1\): unknown message fields: \['audio'\]\. The trace is schema version 1, written by harmonygraph",
+    ):
+        Trace.load(path)
     (tmp_path / "junk.jsonl").write_text("not json\n")
     with pytest.raises(TraceError, match=re.escape("junk.jsonl:1: not JSON")):
         Trace.load(tmp_path / "junk.jsonl")
