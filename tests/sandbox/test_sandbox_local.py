@@ -118,3 +118,26 @@ def test_bwrap_hides_host_files_and_network(tmp_path: Path) -> None:
         assert r.error is not None and "unreachable" in r.error.evalue.lower()
         r = s.execute_sync("import os\nos.getcwd()")
         assert r.value == "'/mnt/data'"
+
+
+def test_background_process_is_stopped_under_bwrap(tmp_path: Path) -> None:
+    """In bwrap's own PID namespace the kernel can see and stop what a cell left running."""
+    if not HAS_BWRAP:
+        from tests.ci import unavailable
+
+        unavailable("bwrap is not installed (.ci/setup installs bubblewrap)")
+    sandbox = LocalSandbox(local_config(), session_dir=tmp_path / "data", use_bwrap=True)
+    session = sandbox.session_for(sandbox.spawn_kernel())
+    try:
+        r = session.execute_sync(
+            "import subprocess, sys\n"
+            "subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+            "print('started')"
+        )
+        assert r.status == "ok" and "Stopped 1 background process(es)" in r.render()
+        left = session.execute_sync(
+            "import os\nlen([p for p in os.listdir('/proc') if p.isdigit() and p not in ('1', str(os.getpid()))])"
+        )
+        assert left.value == "0"
+    finally:
+        session.close_sync()
