@@ -417,7 +417,11 @@ class Agent(Generic[T]):
         )
         config: Any = {
             "configurable": {"thread_id": thread, "hg_runtime": runtime},
-            "recursion_limit": max(100, self.limits.max_steps * 4 + 20),
+            # Our limits end a run first: a model step, a validation, and one tools step
+            # per call (an answer may hold several) each take a superstep.
+            "recursion_limit": max(
+                100, self.limits.max_steps * 3 + self.limits.max_tool_calls + 20
+            ),
         }
         if resume is not None:
             graph_input: Any = Command(resume=resume)

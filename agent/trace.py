@@ -77,6 +77,15 @@ _SECRET_PATTERNS = [
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
 ]
 _SECRET_KEYS = re.compile(r"(?i)(api[_-]?key|authorization|password|secret|token)$")
+# Lower-case strings one of which is in the JSON of any record the patterns above would
+# change: their literal starts, and a secret-named key with its closing quote.
+_TELLTALES = (
+    *("sk-", "bearer", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    *('key"', 'authorization"', 'password"', 'secret"', 'token"'),
+)
+_SECRET_KEY_IN_JSON = re.compile(
+    _SECRET_KEYS.pattern.removeprefix("(?i)").rstrip("$") + r'"\s*:', re.I
+)
 
 
 @dataclass
@@ -94,29 +103,32 @@ class Redactor:
             value = pat.sub(self.mask, value)
         return value
 
-    @functools.cached_property
-    def _telltales(self) -> tuple[str, ...]:
-        """Lower-case strings, one of which is in any JSON text that `__call__` would change."""
-        marks = ["sk-", "bearer", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
-        # A key ending with a secret's name, and its closing quote (`"api_key":`).
-        marks += ['key"', 'authorization"', 'password"', 'secret"', 'token"']
-        # Configured secrets as they read inside a JSON string.
-        marks += [
-            json.dumps(s, ensure_ascii=False)[1:-1].lower()
-            for s in self.secrets
-            if s and len(s) >= 4
-        ]
-        return tuple(marks)
+    def might_change(self, line: str) -> bool:
+        """Whether `__call__` could change the record whose JSON is `line` (a superset).
+
+        Substring tests, not the patterns themselves: a regex search per record would
+        cost as much as the walk it saves.
+        """
+        # Configured secrets, as they read inside a JSON string; matched case-sensitively,
+        # as `text` replaces them. Read each time: the list may grow after the first record.
+        for secret in self.secrets:
+            if secret and len(secret) >= 4 and json.dumps(secret, ensure_ascii=False)[1:-1] in line:
+                return True
+        low = line.lower()
+        if any(mark in low for mark in _TELLTALES):
+            return True
+        # Unicode case folding (`ſ` is `s` to re.I) is beyond lower(): such lines take the
+        # key pattern itself.
+        return not line.isascii() and _SECRET_KEY_IN_JSON.search(line) is not None
 
     def record(self, record: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """The record, redacted, and its JSON line.
 
-        Most records hold no secret, and a few substring tests on their JSON say so: the
-        walk over every string of the record only runs for the few that might.
+        Most records hold no secret, and `might_change` says so cheaply: the walk over
+        every string of the record only runs for the few that might.
         """
         line = json.dumps(record, ensure_ascii=False)
-        low = line.lower()
-        if any(mark in low for mark in self._telltales):
+        if self.might_change(line):
             record = self(record)
             line = json.dumps(record, ensure_ascii=False)
         return record, line

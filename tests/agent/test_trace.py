@@ -77,6 +77,14 @@ def test_secrets_are_redacted(tmp_path: Path) -> None:
         and "Bearer abcdefghijkl" not in text
     )
     assert "[REDACTED]" in text
+    # The quick check before the walk misses nothing the walk would catch: a secret added
+    # after the first record, case-sensitive non-ASCII secrets, Unicode-folded key names.
+    late = Redactor(["first-secret"])
+    late.record({"x": "nothing here"})
+    late.secrets.append("added-later-9f3a")  # type: ignore[attr-defined]
+    assert late.record({"x": "leak added-later-9f3a"})[1] == '{"x": "leak [REDACTED]"}'
+    assert Redactor(["abcΣ"]).record({"t": "zz abcΣd"})[1] == '{"t": "zz [REDACTED]d"}'
+    assert Redactor().record({"ſecret": "v"})[1] == '{"ſecret": "[REDACTED]"}'
     assert Redactor()({"headers": {"Authorization": "Bearer x"}, "api_key": "EMPTY"}) == {
         "headers": {"Authorization": "[REDACTED]"},
         "api_key": "[REDACTED]",
