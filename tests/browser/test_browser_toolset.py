@@ -156,6 +156,25 @@ async def test_a_citation_of_find_results_resolves_to_the_page_they_excerpt(
     assert ref.lines == tuple(PLAIN_TEXT.split("\n")[7:9])
 
 
+def test_find_citations_count_blank_lines_of_the_excerpt() -> None:
+    from tools.browser.history import BrowserHistory
+    from tools.browser.page import Link, PageContents
+
+    history = BrowserHistory()
+    source = "alpha one\n\nbeta two\ngamma\ndelta three\nepsilon"
+    history.add(PageContents(url="https://x.test/a", title="a", text=source, wrap_width=10_000))
+    excerpt = "# 【0†match at L0】\nalpha one\n\nbeta two\ngamma"
+    link = Link(url="https://x.test/a", text="match at L0", cursor=0, loc=0)
+    history.add(
+        PageContents(
+            url="https://x.test/a", title="find", text=excerpt, links={0: link}, kind="find",
+            wrap_width=10_000,
+        )
+    )  # fmt: skip
+    (ref,) = resolve_citations("【1†L3】", history)  # find L3 shows source L2, "beta two"
+    assert (ref.cursor, ref.start, ref.end, ref.quote) == (0, 2, 2, "beta two")
+
+
 async def test_search_with_searxng_then_open_a_result(
     browser: BrowserToolset, ctx: ToolContext, server: LocalServer
 ) -> None:

@@ -91,11 +91,14 @@ def _through_find(page: PageContents, start: int, end: int) -> tuple[int, int, i
             link = page.links.get(int(header["n"]))
             cursor, line = (link.cursor, int(header["line"])) if link else (None, None)
             at = line
-        elif not text.strip() or cursor is None or line is None:
+        elif cursor is None or line is None:
             continue
         else:
-            at = line
-            line += 1
+            # Blank lines are source lines too (the separator after a block is harmless:
+            # the next header resets the count), but they quote nothing.
+            at, line = line, line + 1
+            if not text.strip():
+                continue
         if j >= start and cursor is not None and at is not None:
             shown.append((cursor, at))
     if not shown:
