@@ -187,6 +187,18 @@ def test_chunks_are_split_again_to_fit_an_embedders_window() -> None:
         assert text[c.char_start : c.char_end] == c.text and c.heading == "Kapitel"
     assert " ".join(w for c in fitted for w in c.text.split()).count("Donau") >= 120
 
+    # Subword-dense stretches late in a chunk (hex strings): split again until all fit.
+    mixed = " ".join([f"word{i}" for i in range(150)] + [f"{i:080x}" for i in range(50)])
+
+    def pieces(s: str) -> int:
+        return sum(40 if len(w) > 20 else 1 for w in s.split())
+
+    parts = fit_to_window(
+        chunk_text(mixed, max_tokens=200, headings=False), limit=510, count=pieces
+    )
+    assert max(pieces(c.text) for c in parts) <= 510
+    assert all(mixed[c.char_start : c.char_end] == c.text for c in parts)
+
 
 def test_headings_start_chunks_and_stop_overlap() -> None:
     text = "# A\n\n" + "alpha " * 30 + "\n\n## B\n\n" + "beta " * 10 + "\n\n# C\n\ngamma"

@@ -180,10 +180,12 @@ def fit_to_window(
         if n <= limit or chunk.token_count <= 1:
             out.append(chunk)
             continue
-        budget = max(1, int(chunk.token_count * limit / n * 0.9))
-        for part in chunk_text(
+        budget = max(1, min(chunk.token_count - 1, int(chunk.token_count * limit / n * 0.9)))
+        parts = chunk_text(
             chunk.text, max_tokens=budget, overlap=min(overlap, budget // 4), headings=False
-        ):
+        )
+        # Subword-dense stretches (hex, code) can still be over: fit the parts in turn.
+        for part in fit_to_window(parts, limit=limit, count=count, overlap=overlap):
             out.append(
                 replace(
                     part,
