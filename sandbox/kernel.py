@@ -372,9 +372,13 @@ class Kernel:
             # subprocess, a background child) would go on taking CPU and process slots
             # between cells that the model believes are finished; signal -1 reaches
             # every process this user may signal except ourselves and init.
-            strays = len(self.other_processes())
-            if interrupted or strays:
+            if interrupted:
+                strays = len(self.other_processes())
                 self.kill_strays()
+            else:
+                # A finished cell's workers the user keeps for the next cell (a
+                # multiprocessing pool, a process executor) are not strays.
+                strays = self.stop_processes(self.other_processes(), keep=self.workers())
         fd_out, fd_out_trunc = self.read_fd_capture(self.fd_out)
         fd_err, fd_err_trunc = self.read_fd_capture(self.fd_err)
         after = self.snapshot()
@@ -411,6 +415,35 @@ class Kernel:
                 if state != b"Z":  # a zombie is already dead; init or we reap it
                     pids.append(int(entry))
         return pids
+
+    @staticmethod
+    def workers() -> set[int]:
+        """Live worker processes of the user's multiprocessing pools and executors."""
+        mp = sys.modules.get("multiprocessing")  # never imported on the user's behalf
+        return {p.pid for p in mp.active_children() if p.pid} if mp else set()
+
+    def stop_processes(self, pids: list[int], *, keep: set[int]) -> int:
+        """SIGKILL `pids` but `keep`, again while new ones appear (a cell's forking loop
+        goes on forking); reap our own children. Returns how many were stopped."""
+        stopped: set[int] = set()
+        for _ in range(50):
+            targets = [p for p in pids if p not in keep]
+            if not targets:
+                break
+            for pid in targets:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    stopped.add(pid)
+                except OSError:
+                    pass
+            time.sleep(0.005)
+            pids = self.other_processes()
+        for pid in stopped:
+            try:
+                os.waitpid(pid, 0)  # killed: returns at once; no zombie left behind
+            except ChildProcessError:
+                pass  # not our child: init reaps it
+        return len(stopped)
 
     def kill_strays(self) -> None:
         # A fork bomb keeps forking while we signal, so repeat until nothing is left,

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from .errors import SandboxError
@@ -109,19 +110,20 @@ class SandboxPool:
                 self.hits += 1
                 return kernel
             kernel.kill()
-        if self._filling.is_set():
-            # A kernel is on its way (the pool was warmed moments ago): waiting for it
-            # is never slower than starting another, and starts one container, not two.
+        # A kernel is on its way (the pool was warmed moments ago): waiting for it is
+        # never slower than starting another, and starts one container, not two. Waited
+        # for in short slices, so a start that fails meanwhile is noticed at once.
+        deadline = time.monotonic() + self.sandbox.config.start_timeout_s
+        while self._filling.is_set() and time.monotonic() < deadline:
             try:
-                kernel = self._ready.get(timeout=self.sandbox.config.start_timeout_s)
+                kernel = self._ready.get(timeout=0.05)
             except queue.Empty:
-                pass
-            else:
-                self._wake.set()
-                if kernel.alive:
-                    self.hits += 1
-                    return kernel
-                kernel.kill()
+                continue
+            self._wake.set()
+            if kernel.alive:
+                self.hits += 1
+                return kernel
+            kernel.kill()
         self.misses += 1
         self._wake.set()
         return self.sandbox.spawn_kernel()

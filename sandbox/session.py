@@ -423,7 +423,8 @@ def _parse_result(reply: dict[str, Any]) -> ExecResult:
                 [
                     note,
                     f"Stopped {strays} background process(es) the code left running: each "
-                    "call runs to completion, so nothing may keep running between calls.",
+                    "call runs to completion, so nothing may keep running between calls "
+                    "(multiprocessing pools and process executors are kept).",
                 ],
             )
         )

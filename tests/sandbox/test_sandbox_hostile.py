@@ -78,6 +78,15 @@ def test_background_process_left_running_is_stopped_and_said(session: SandboxSes
     assert session.execute_sync("kept").value == "1"  # the session itself carries on
 
 
+def test_a_multiprocessing_pool_survives_between_cells(session: SandboxSession) -> None:
+    """Workers the user keeps for the next cell are not strays."""
+    r = session.execute_sync("import multiprocessing as mp\npool = mp.Pool(2)\npool.map(abs, [-1])")
+    assert r.status == "ok" and r.value == "[1]" and "Stopped" not in r.render()
+    r = session.execute_sync("pool.map(abs, [-3, -4])")
+    assert r.status == "ok" and r.value == "[3, 4]"
+    session.execute_sync("pool.terminate()")
+
+
 def test_memory_bomb_kills_only_the_kernel(session: SandboxSession) -> None:
     session.execute_sync("before = 1")
     # A generous timeout: filling memory up to the limit takes a moment on a busy machine.

@@ -63,3 +63,35 @@ def test_render_matches_a_notebook_cell() -> None:
     assert err.render() == "partial\nTraceback (most recent call last):\nKeyError: 'k'"
     cut = ExecResult(status="output_limit", stdout="x" * 10, stdout_truncated=True, note="n")
     assert cut.render() == "xxxxxxxxxx\n[stdout truncated]\nn"
+
+
+def test_a_taker_waiting_on_a_failing_start_hears_of_it_at_once() -> None:
+    """The pool warms at Agent(); a run right after waits for that kernel, but not for the
+    whole start timeout when the start fails: it tries itself and says why."""
+    import threading
+    import time
+
+    from sandbox import SandboxError, SandboxPool
+
+    class FailingSandbox:
+        config = SandboxConfig(start_timeout_s=30, pool_size=1)
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.lock = threading.Lock()
+
+        def spawn_kernel(self) -> None:
+            with self.lock:
+                self.calls += 1
+            time.sleep(0.3)
+            raise SandboxError("no engine answers")
+
+    sandbox = FailingSandbox()
+    pool = SandboxPool(sandbox, size=1)  # type: ignore[arg-type]
+    pool.start_sync()
+    time.sleep(0.05)  # the background start is under way
+    started = time.monotonic()
+    with pytest.raises(SandboxError, match="no engine answers"):
+        pool.take_kernel()
+    assert time.monotonic() - started < 5  # not the 30 s start timeout
+    pool.close_sync()
