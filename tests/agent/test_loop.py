@@ -390,3 +390,36 @@ def test_a_final_answer_cut_off_by_max_tokens_is_not_accepted() -> None:
     result = info.value.result
     assert result.status == "max_tokens"
     assert result.messages[-1].content == '{"value": 4' and result.messages[-1].stop is None
+
+
+def test_many_calls_per_answer_end_by_our_limits_not_langgraphs() -> None:
+    """Ten calls an answer for twelve answers: the run completes (no GraphRecursionError)."""
+    from agent.harmony import parse_completion_text
+    from agent.models.base import ModelResponse, ResponseDone, Usage
+
+    class ManyCalls:
+        name = "many"
+        turns = 0
+
+        async def complete(self, request: ModelRequest) -> ModelResponse:
+            self.turns += 1
+            if self.turns <= 12:
+                text = "".join(
+                    CALL.format(name="add", args=f'{{"a": {i}, "b": 1}}') for i in range(10)
+                )
+                messages = parse_completion_text(
+                    text[len("<|start|>assistant") :], stop_at_call=False
+                ).messages
+            else:
+                messages = parse_completion_text(final("done")).messages
+            return ModelResponse(tuple(messages), Usage(1, 1), "")
+
+        async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def]
+            yield ResponseDone(await self.complete(request))
+
+        async def aclose(self) -> None:
+            return None
+
+    limits = RunLimits(max_steps=20, max_tool_calls=200, max_repeated_calls=1000)
+    result = Agent(ManyCalls(), tools=[add], limits=limits).run("add a lot")
+    assert result.status == "completed" and result.tool_calls == 120
