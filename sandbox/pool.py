@@ -100,25 +100,20 @@ class SandboxPool:
     def take_kernel(self) -> KernelProcess:
         """A ready kernel: a warm one if there is one, else one started now."""
         self.start_sync()
+        deadline = time.monotonic() + self.sandbox.config.start_timeout_s
         while True:
             try:
                 kernel = self._ready.get_nowait()
             except queue.Empty:
-                break
-            self._wake.set()
-            if kernel.alive:
-                self.hits += 1
-                return kernel
-            kernel.kill()
-        # A kernel is on its way (the pool was warmed moments ago): waiting for it is
-        # never slower than starting another, and starts one container, not two. Waited
-        # for in short slices, so a start that fails meanwhile is noticed at once.
-        deadline = time.monotonic() + self.sandbox.config.start_timeout_s
-        while self._filling.is_set() and time.monotonic() < deadline:
-            try:
-                kernel = self._ready.get(timeout=0.05)
-            except queue.Empty:
-                continue
+                # A kernel is on its way (the pool was warmed moments ago): waiting for
+                # it is never slower than starting another, and starts one container, not
+                # two. Waited for in short slices, so a failed start is noticed at once.
+                if not self._filling.is_set() or time.monotonic() >= deadline:
+                    break
+                try:
+                    kernel = self._ready.get(timeout=0.05)
+                except queue.Empty:
+                    continue
             self._wake.set()
             if kernel.alive:
                 self.hits += 1

@@ -302,12 +302,13 @@ def test_a_completion_that_is_not_harmony_ends_the_run_with_a_clear_error() -> N
     assert result.messages[0] == Message.user("1+2?")
 
 
-class TwoCallsModel:
-    """A chat endpoint that answers with two tool calls at once, then with the sum."""
+class ChatTurnsModel:
+    """A chat endpoint: each answer is a whole turn, which may hold several tool calls."""
 
-    name = "parallel"
+    name = "chat-turns"
 
-    def __init__(self) -> None:
+    def __init__(self, turns: list[str]) -> None:
+        self.turns = turns
         self.requests: list[ModelRequest] = []
 
     async def complete(self, request: ModelRequest):  # type: ignore[no-untyped-def]
@@ -315,13 +316,8 @@ class TwoCallsModel:
         from agent.models.base import ModelResponse, Usage
 
         self.requests.append(request)
-        if len(self.requests) == 1:
-            text = call("add", '{"a": 1, "b": 2}') + CALL.format(
-                name="mul", args='{"a": 3, "b": 4}'
-            )
-            messages = parse_completion_text(text, stop_at_call=False).messages
-        else:
-            messages = parse_completion_text(final("3 and 12")).messages
+        text = self.turns[len(self.requests) - 1]
+        messages = parse_completion_text(text, stop_at_call=False).messages
         return ModelResponse(tuple(messages), Usage(10, 10), "")
 
     async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def]
@@ -334,7 +330,8 @@ class TwoCallsModel:
 
 
 def test_several_calls_in_one_answer_each_get_their_result_in_order() -> None:
-    model = TwoCallsModel()
+    two_calls = call("add", '{"a": 1, "b": 2}') + CALL.format(name="mul", args='{"a": 3, "b": 4}')
+    model = ChatTurnsModel([two_calls, final("3 and 12")])
     result = Agent(model, tools=[add, mul]).run("1+2 and 3*4?")
     assert result.status == "completed" and result.tool_calls == 2
     tail = model.requests[1].messages[-4:]
@@ -394,32 +391,8 @@ def test_a_final_answer_cut_off_by_max_tokens_is_not_accepted() -> None:
 
 def test_many_calls_per_answer_end_by_our_limits_not_langgraphs() -> None:
     """Ten calls an answer for twelve answers: the run completes (no GraphRecursionError)."""
-    from agent.harmony import parse_completion_text
-    from agent.models.base import ModelResponse, ResponseDone, Usage
-
-    class ManyCalls:
-        name = "many"
-        turns = 0
-
-        async def complete(self, request: ModelRequest) -> ModelResponse:
-            self.turns += 1
-            if self.turns <= 12:
-                text = "".join(
-                    CALL.format(name="add", args=f'{{"a": {i}, "b": 1}}') for i in range(10)
-                )
-                messages = parse_completion_text(
-                    text[len("<|start|>assistant") :], stop_at_call=False
-                ).messages
-            else:
-                messages = parse_completion_text(final("done")).messages
-            return ModelResponse(tuple(messages), Usage(1, 1), "")
-
-        async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def]
-            yield ResponseDone(await self.complete(request))
-
-        async def aclose(self) -> None:
-            return None
-
+    ten = "".join(CALL.format(name="add", args=f'{{"a": {i}, "b": 1}}') for i in range(10))
+    model = ChatTurnsModel([ten[len("<|start|>assistant") :]] * 12 + [final("done")])
     limits = RunLimits(max_steps=20, max_tool_calls=200, max_repeated_calls=1000)
-    result = Agent(ManyCalls(), tools=[add], limits=limits).run("add a lot")
+    result = Agent(model, tools=[add], limits=limits).run("add a lot")
     assert result.status == "completed" and result.tool_calls == 120
