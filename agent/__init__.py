@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from agent.agent import (
+    from harmonygraph.agent import (
         Agent,
         AgentModelError,
         AgentRunError,
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
         RunLimitExceeded,
         RunResult,
     )
-    from agent.harmony.messages import Message
-    from graphs.agent_loop import RunLimits
+    from harmonygraph.graphs.agent_loop import RunLimits
+    from harmonygraph.harmony.messages import Message
 
 __all__ = [
     "Agent",
@@ -33,15 +33,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Agent": "agent.agent",
-    "AgentModelError": "agent.agent",
-    "AgentRunError": "agent.agent",
-    "ChatSession": "agent.agent",
-    "OutputValidationError": "agent.agent",
-    "RunLimitExceeded": "agent.agent",
-    "RunResult": "agent.agent",
-    "Message": "agent.harmony.messages",
-    "RunLimits": "graphs.agent_loop",
+    "Agent": "harmonygraph.agent",
+    "AgentModelError": "harmonygraph.agent",
+    "AgentRunError": "harmonygraph.agent",
+    "ChatSession": "harmonygraph.agent",
+    "OutputValidationError": "harmonygraph.agent",
+    "RunLimitExceeded": "harmonygraph.agent",
+    "RunResult": "harmonygraph.agent",
+    "Message": "harmonygraph.harmony.messages",
+    "RunLimits": "harmonygraph.graphs.agent_loop",
 }
 
 

@@ -1,5 +1,5 @@
 """`python -m agent` runs the `harmonygraph` command."""
 
-from agent.cli import main
+from harmonygraph.cli import main
 
 main()

@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command, StreamMode
-
-from agent.checkpoint import memory_saver
-from agent.events import AgentEvent, RunDone
-from agent.harmony.messages import Message
-from agent.harmony.prompt import (
+from harmonygraph.checkpoint import memory_saver
+from harmonygraph.events import AgentEvent, RunDone
+from harmonygraph.graphs.agent_loop import LoopRuntime, OutputSpec, RunLimits, build_agent_graph
+from harmonygraph.harmony.messages import Message
+from harmonygraph.harmony.prompt import (
     DEFAULT_IDENTITY,
     DeveloperConfig,
     ReasoningLevel,
@@ -25,8 +23,10 @@ from agent.harmony.prompt import (
     SystemConfig,
     parse_reasoning,
 )
-from agent.models.base import Model, ModelSettings, Usage, iterate_sync, run_sync
-from agent.trace import (
+from harmonygraph.models.base import Model, ModelSettings, Usage, iterate_sync, run_sync
+from harmonygraph.tools.base import Tool, ToolContext, Toolset
+from harmonygraph.tools.registry import ToolRegistry
+from harmonygraph.trace import (
     Redactor,
     ReplayModel,
     ReplayToolRegistry,
@@ -34,10 +34,9 @@ from agent.trace import (
     TraceRecorder,
     check_replay_end,
 )
-from agent.usage import Price, estimate_cost
-from graphs.agent_loop import LoopRuntime, OutputSpec, RunLimits, build_agent_graph
-from tools.base import Tool, ToolContext, Toolset
-from tools.registry import ToolRegistry
+from harmonygraph.usage import Price, estimate_cost
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command, StreamMode
 
 __all__ = [
     "Agent",
@@ -158,7 +157,7 @@ class Agent(Generic[T]):
         enforce_output: bool = False,
     ) -> None:
         if model is None or isinstance(model, str):
-            from agent.models import make_model
+            from harmonygraph.models import make_model
 
             model = make_model(model=model)
         self.model: Model = model

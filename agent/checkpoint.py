@@ -17,9 +17,9 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 __all__ = ["STATE_TYPES", "memory_saver", "postgres_saver", "serializer", "sqlite_saver"]
 
 STATE_TYPES: list[tuple[str, str]] = [
-    ("agent.harmony.messages", "Message"),
-    ("agent.harmony.messages", "Role"),
-    ("agent.models.base", "Usage"),
+    ("harmonygraph.harmony.messages", "Message"),
+    ("harmonygraph.harmony.messages", "Role"),
+    ("harmonygraph.models.base", "Usage"),
 ]
 
 

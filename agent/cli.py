@@ -59,10 +59,10 @@ def run_task(
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning")] = False,
 ) -> None:
     """Run the agent a task file describes; write its result and trace to --out."""
-    from agent.agent import AgentRunError
-    from agent.events import ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
-    from agent.models.base import iterate_sync
-    from agent.task import TaskError, agent_for_task, load_task
+    from harmonygraph.agent import AgentRunError
+    from harmonygraph.events import ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
+    from harmonygraph.models.base import iterate_sync
+    from harmonygraph.task import TaskError, agent_for_task, load_task
 
     try:
         spec = load_task(task_file)
@@ -166,8 +166,8 @@ def chat(
     ] = "",
 ) -> None:
     """Chat with a gpt-oss agent in the terminal, streaming its answers and tool calls."""
-    from agent.agent import Agent, AgentRunError
-    from agent.events import (
+    from harmonygraph.agent import Agent, AgentRunError
+    from harmonygraph.events import (
         CommentaryDelta,
         FinalDelta,
         ReasoningDelta,
@@ -175,21 +175,21 @@ def chat(
         ToolCallEvent,
         ToolResultEvent,
     )
-    from agent.harmony.prompt import parse_reasoning
-    from agent.models import make_model
-    from agent.models.base import iterate_sync
-    from agent.usage import estimate_cost
+    from harmonygraph.harmony.prompt import parse_reasoning
+    from harmonygraph.models import make_model
+    from harmonygraph.models.base import iterate_sync
+    from harmonygraph.usage import estimate_cost
 
     try:
         level = parse_reasoning(reasoning)
         toolsets: list[Any] = []
         for name in [t.strip() for t in tools.split(",") if t.strip()]:
             if name == "python":
-                from tools.python import PythonToolset
+                from harmonygraph.tools.python import PythonToolset
 
                 toolsets.append(PythonToolset())
             elif name == "browser":
-                from tools.browser import BrowserToolset
+                from harmonygraph.tools.browser import BrowserToolset
 
                 toolsets.append(BrowserToolset())
             else:
@@ -285,8 +285,8 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-run a recorded run with the model and the tools replayed; say where it diverges."""
-    from agent.replay import replay_trace
-    from agent.trace import ReplayDivergence, TraceError
+    from harmonygraph.replay import replay_trace
+    from harmonygraph.trace import ReplayDivergence, TraceError
 
     try:
         report = replay_trace(trace_file, strict=strict)
@@ -306,9 +306,6 @@ def replay(
 
 
 # -- demo -------------------------------------------------------------------------------
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "survey"
-
 
 @app.command("demo")
 def demo(
@@ -334,16 +331,22 @@ def demo(
     """Survey responses in, a cited report with charts out: the survey pipeline end to end.
 
     Without --base-url/--model the model's turns are replayed from the recorded trace in
-    examples/survey/ while every tool (Postgres, the sandbox, the renderer) runs for real.
+    the package's survey_demo/ data while every tool (Postgres, the sandbox, the renderer) runs for real.
     """
     import asyncio
 
-    from agent.models.base import run_sync
-    from agent.trace import ReplayDivergence, ReplayModel, Trace, TraceError
-    from graphs.report import ReportWarning, SectionDone, StageDone, StageStarted, ToolActivity
-    from graphs.survey import PipelineError, run_survey_pipeline
+    from harmonygraph.graphs.report import (
+        ReportWarning,
+        SectionDone,
+        StageDone,
+        StageStarted,
+        ToolActivity,
+    )
+    from harmonygraph.graphs.survey import DEMO_DATA, PipelineError, run_survey_pipeline
+    from harmonygraph.models.base import run_sync
+    from harmonygraph.trace import ReplayDivergence, ReplayModel, Trace, TraceError
 
-    responses = survey or EXAMPLES / "responses.csv"
+    responses = survey or DEMO_DATA / "responses.csv"
     current_date: str | None = None
     if survey is not None and not (base_url or model):
         raise fail(
@@ -352,12 +355,12 @@ def demo(
         )
     try:
         if base_url or model:
-            from agent.models import make_model
+            from harmonygraph.models import make_model
 
             client: Any = make_model(base_url=base_url, model=model, api=api)
             mode = f"live: {client.name}"
         else:
-            trace = Trace.load(EXAMPLES / "demo_trace.jsonl")
+            trace = Trace.load(DEMO_DATA / "demo_trace.jsonl")
             current_date = trace.header.get("current_date")
             client = ReplayModel(trace, strict=strict)
             mode = f"replaying {len(trace.model_calls)} recorded gpt-oss turns ({trace.header.get('model')})"
@@ -445,7 +448,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check the vocabulary, the model endpoint, Docker and Postgres: one line each."""
-    from agent.doctor import run_checks
+    from harmonygraph.doctor import run_checks
 
     checks = run_checks(base_url=base_url)
     if as_json:
@@ -461,10 +464,10 @@ def doctor(
 def _mount_subcommands() -> None:
     # Each feature owns its sub-command module; they import their heavy dependencies
     # lazily so that `harmonygraph --help` stays fast.
-    from agent.harmony.cli import app as harmony_app
-    from sandbox.cli import app as sandbox_app
-    from tools.browser.cli import app as browse_app
-    from tools.retrieval.cli import db_app, index_app
+    from harmonygraph.harmony.cli import app as harmony_app
+    from harmonygraph.sandbox.cli import app as sandbox_app
+    from harmonygraph.tools.browser.cli import app as browse_app
+    from harmonygraph.tools.retrieval.cli import db_app, index_app
 
     app.add_typer(
         harmony_app, name="harmony", help="Render prompts and parse completions in harmony."

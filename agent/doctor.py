@@ -19,7 +19,7 @@ class Check:
 
 
 def _vocabulary() -> Check:
-    from agent.harmony.encoding import vocabulary_status
+    from harmonygraph.harmony.encoding import vocabulary_status
 
     ok, line = vocabulary_status()
     return Check("vocabulary", ok, line, required=True)

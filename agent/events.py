@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.agent import RunResult
+    from harmonygraph.agent import RunResult
 
 __all__ = [
     "AgentEvent",

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from openai_harmony import ToolNamespaceConfig
-
-from agent.harmony.messages import Message, Role
-from agent.harmony.prompt import ResponseFormat
-from agent.models.base import run_sync
-from agent.trace import (
+from harmonygraph.harmony.messages import Message, Role
+from harmonygraph.harmony.prompt import ResponseFormat
+from harmonygraph.models.base import run_sync
+from harmonygraph.tools.base import Toolset
+from harmonygraph.tools.registry import ToolRegistry
+from harmonygraph.trace import (
     ReplayModel,
     ReplayToolRegistry,
     Trace,
@@ -22,8 +22,7 @@ from agent.trace import (
     check_replay_end,
     settings_from_params,
 )
-from tools.base import Toolset
-from tools.registry import ToolRegistry
+from openai_harmony import ToolNamespaceConfig
 
 __all__ = ["RecordedToolset", "agent_from_trace", "replay_trace", "turn_inputs"]
 
@@ -46,7 +45,7 @@ class RecordedToolset(Toolset):
 
 
 def agent_from_trace(trace: Trace, *, strict: bool = True) -> Any:
-    from agent.agent import Agent
+    from harmonygraph.agent import Agent
 
     header = trace.header
     system = header.get("system")
@@ -113,7 +112,7 @@ def turn_inputs(trace: Trace) -> list[tuple[str | None, list[Message]]]:
 def replay_trace(path: str | Path | Trace, *, strict: bool = True) -> dict[str, Any]:
     """Replay every run in a trace file (every turn of a saved chat, on one thread);
     returns what was replayed, raises `ReplayDivergence`."""
-    from agent.agent import AgentRunError, RunResult
+    from harmonygraph.agent import AgentRunError, RunResult
 
     trace = path if isinstance(path, Trace) else Trace.load(path)
     agent = agent_from_trace(trace, strict=strict)

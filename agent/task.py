@@ -166,19 +166,19 @@ def agent_for_task(
     """The `Agent` a task file describes; command-line options override the file's model."""
     import os
 
-    from agent.agent import Agent
-    from agent.models import make_model
-    from agent.models.base import ModelSettings
-    from graphs.agent_loop import RunLimits
+    from harmonygraph.agent import Agent
+    from harmonygraph.graphs.agent_loop import RunLimits
+    from harmonygraph.models import make_model
+    from harmonygraph.models.base import ModelSettings
 
     tools: list[Any] = []
     for ts in spec.tool_specs():
         if ts.builtin == "python":
-            from tools.python import PythonToolset
+            from harmonygraph.tools.python import PythonToolset
 
             tools.append(PythonToolset(**ts.options))
         elif ts.builtin == "browser":
-            from tools.browser import BrowserToolset
+            from harmonygraph.tools.browser import BrowserToolset
 
             tools.append(BrowserToolset(**ts.options))
         elif ts.import_:

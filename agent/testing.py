@@ -58,10 +58,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agent.harmony import Message, Role, StreamParser, parse_completion_text
-from agent.harmony.encoding import CALL, RETURN, get_encoding
-from agent.harmony.prompt import DeveloperConfig, SystemConfig
-from agent.models.base import (
+from harmonygraph.harmony import Message, Role, StreamParser, parse_completion_text
+from harmonygraph.harmony.encoding import CALL, RETURN, get_encoding
+from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
+from harmonygraph.models.base import (
     ModelError,
     ModelRequest,
     ModelResponse,
@@ -166,7 +166,7 @@ class ScriptedModel:
         if not self.count_tokens:
             return Usage(), "", 0
         if self._renderers is None:
-            from agent.models.completions import RendererCache
+            from harmonygraph.models.completions import RendererCache
 
             self._renderers = RendererCache()
         prompt = self._renderers.get(request.system, request.developer).render(request.messages)
@@ -686,9 +686,8 @@ class FakeOpenAIServer:
         instructions: str | None,
         effort: str,
     ) -> int:
+        from harmonygraph.harmony import ConversationRenderer
         from openai_harmony import ToolDescription, ToolNamespaceConfig
-
-        from agent.harmony import ConversationRenderer
 
         tools = [
             ToolDescription.new(

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.harmony.messages import Message
-from agent.harmony.parser import HeaderDone, MessageDone
-from agent.harmony.prompt import DeveloperConfig, SystemConfig
-from agent.models.base import (
+from harmonygraph.harmony.messages import Message
+from harmonygraph.harmony.parser import HeaderDone, MessageDone
+from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
+from harmonygraph.models.base import (
     ModelRequest,
     ModelResponse,
     ModelSettings,
@@ -31,8 +31,8 @@ from agent.models.base import (
     StreamEvent,
     Usage,
 )
-from tools.base import ToolContext, ToolOutput
-from tools.registry import ToolCall, ToolCallResult, ToolRegistry
+from harmonygraph.tools.base import ToolContext, ToolOutput
+from harmonygraph.tools.registry import ToolCall, ToolCallResult, ToolRegistry
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -266,7 +266,7 @@ class TraceRecorder:
         tools: Iterable[str],
         extra: dict[str, Any] | None = None,
     ) -> None:
-        from agent import __version__
+        from harmonygraph import __version__
 
         self._write(
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agent.models.base import Usage
+from harmonygraph.models.base import Usage
 
 __all__ = ["DEFAULT_PRICES", "Price", "estimate_cost"]
 

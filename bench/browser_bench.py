@@ -27,8 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.browser.extract import extract_html  # noqa: E402
-from tools.browser.page import strip_links  # noqa: E402
+from harmonygraph.tools.browser.extract import extract_html  # noqa: E402
+from harmonygraph.tools.browser.page import strip_links  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "readability"
 # Words, except that Chinese and Japanese characters count one by one: those scripts put no

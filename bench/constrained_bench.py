@@ -36,20 +36,19 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str((ROOT / ".." / "shared" / "vocab").resolve()))
 
 import torch  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
-from transformers import AutoModelForCausalLM, GptOssConfig  # noqa: E402
-
-from agent.harmony.encoding import get_encoding  # noqa: E402
-from agent.harmony.messages import Message  # noqa: E402
-from agent.harmony.prompt import DeveloperConfig, ResponseFormat, SystemConfig  # noqa: E402
-from agent.models.base import ModelRequest, ModelSettings  # noqa: E402
-from agent.models.grammar import (  # noqa: E402
+from harmonygraph.harmony.encoding import get_encoding  # noqa: E402
+from harmonygraph.harmony.messages import Message  # noqa: E402
+from harmonygraph.harmony.prompt import DeveloperConfig, ResponseFormat, SystemConfig  # noqa: E402
+from harmonygraph.models.base import ModelRequest, ModelSettings  # noqa: E402
+from harmonygraph.models.grammar import (  # noqa: E402
     HarmonyJsonSchemaProcessor,
     compile_json_schema,
     harmony_tokenizer,
     tokenizer_build_seconds,
 )
-from agent.models.transformers import TransformersModel  # noqa: E402
+from harmonygraph.models.transformers import TransformersModel  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+from transformers import AutoModelForCausalLM, GptOssConfig  # noqa: E402
 
 OPEN_FINAL = (
     "<|channel|>analysis<|message|>Answer with the record.<|end|>"

@@ -29,13 +29,13 @@ os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(ROOT.parent / "shared" / "v
 
 
 async def once(out: Path) -> dict[str, float]:
-    from agent.trace import ReplayModel, Trace
-    from graphs.survey import EXAMPLES, run_survey_pipeline
+    from harmonygraph.graphs.survey import DEMO_DATA, run_survey_pipeline
+    from harmonygraph.trace import ReplayModel, Trace
 
-    trace = Trace.load(EXAMPLES / "demo_trace.jsonl")
+    trace = Trace.load(DEMO_DATA / "demo_trace.jsonl")
     started = time.perf_counter()
     result = await run_survey_pipeline(
-        EXAMPLES / "responses.csv",
+        DEMO_DATA / "responses.csv",
         out,
         model=ReplayModel(trace, strict=False),
         current_date=trace.header.get("current_date"),

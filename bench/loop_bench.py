@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(ROOT.parent / "shared" / "vocab"))
 
-from agent import Agent, RunLimits  # noqa: E402
-from agent.checkpoint import memory_saver  # noqa: E402
-from agent.harmony import ConversationRenderer, parse_completion_text  # noqa: E402
-from agent.models.base import ModelRequest, ModelResponse, ResponseDone, Usage  # noqa: E402
-from tools import tool  # noqa: E402
+from harmonygraph import Agent, RunLimits  # noqa: E402
+from harmonygraph.checkpoint import memory_saver  # noqa: E402
+from harmonygraph.harmony import ConversationRenderer, parse_completion_text  # noqa: E402
+from harmonygraph.models.base import ModelRequest, ModelResponse, ResponseDone, Usage  # noqa: E402
+from harmonygraph.tools import tool  # noqa: E402
 
 CALL = (
     "<|channel|>analysis<|message|>Add the next pair.<|end|><|start|>assistant<|channel|>commentary "

@@ -35,9 +35,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str((ROOT / ".." / "shared" / "vocab").resolve()))
 
 import openai_harmony as oh  # noqa: E402
-from openai_harmony import ToolDescription, ToolNamespaceConfig  # noqa: E402
-
-from agent.harmony import (  # noqa: E402
+from harmonygraph.harmony import (  # noqa: E402
     ConversationRenderer,
     DeveloperConfig,
     Message,
@@ -47,7 +45,8 @@ from agent.harmony import (  # noqa: E402
     get_encoding,
     visible_history,
 )
-from agent.harmony.render import to_harmony  # noqa: E402
+from harmonygraph.harmony.render import to_harmony  # noqa: E402
+from openai_harmony import ToolDescription, ToolNamespaceConfig  # noqa: E402
 
 READABILITY = ROOT / ".." / "shared" / "corpora" / "readability"
 RESULTS = ROOT / "bench" / "results" / "render.json"

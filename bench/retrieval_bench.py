@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.retrieval import (  # noqa: E402
+from harmonygraph.tools.retrieval import (  # noqa: E402
     HashingEmbedder,
     RetrievalStore,
     SentenceTransformerEmbedder,
@@ -312,7 +312,7 @@ async def main() -> None:
     parts = set(args.parts.split(","))
     os.environ["HARMONYGRAPH_HOME"] = args.home
     os.makedirs(args.home, exist_ok=True)
-    from tools.retrieval.db import database_url
+    from harmonygraph.tools.retrieval.db import database_url
 
     url = database_url()
     docs, queries, qrels = load_vaswani()

@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbox import DockerSandbox, SandboxConfig, SandboxPool  # noqa: E402
+from harmonygraph.sandbox import DockerSandbox, SandboxConfig, SandboxPool  # noqa: E402
 
 SETUP = (
     "import numpy as np\n"

@@ -23,12 +23,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 import jsonschema
 import pydantic
-from langchain_core.runnables import RunnableConfig
-from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import interrupt
-
-from agent.events import (
+from harmonygraph.events import (
     CommentaryDelta,
     FinalDelta,
     ReasoningDelta,
@@ -36,10 +31,10 @@ from agent.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from agent.harmony.messages import Message, Role
-from agent.harmony.parser import ContentDelta, HarmonyParseError
-from agent.harmony.prompt import DeveloperConfig, SystemConfig
-from agent.models.base import (
+from harmonygraph.harmony.messages import Message, Role
+from harmonygraph.harmony.parser import ContentDelta, HarmonyParseError
+from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
+from harmonygraph.models.base import (
     Model,
     ModelError,
     ModelRequest,
@@ -48,9 +43,13 @@ from agent.models.base import (
     ResponseDone,
     Usage,
 )
-from agent.trace import TraceRecorder
-from tools.base import ToolContext, ToolOutput
-from tools.registry import ToolCall, ToolCallResult, ToolRegistry
+from harmonygraph.tools.base import ToolContext, ToolOutput
+from harmonygraph.tools.registry import ToolCall, ToolCallResult, ToolRegistry
+from harmonygraph.trace import TraceRecorder
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
 
 __all__ = [
     "LoopRuntime",

@@ -31,17 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
-
-from agent.agent import Agent, AgentModelError, AgentRunError, OutputValidationError, RunResult
-from agent.events import RunDone, ToolCallEvent, ToolResultEvent
-from agent.harmony.messages import Message
-from agent.models.base import Model
-from graphs.agent_loop import RunLimits
-from graphs.deliver import DeliveryError, Destination, deliver
-from graphs.render import RenderedReport, RenderError, render_report
-from graphs.report_models import (
+from harmonygraph.agent import (
+    Agent,
+    AgentModelError,
+    AgentRunError,
+    OutputValidationError,
+    RunResult,
+)
+from harmonygraph.events import RunDone, ToolCallEvent, ToolResultEvent
+from harmonygraph.graphs.agent_loop import RunLimits
+from harmonygraph.graphs.deliver import DeliveryError, Destination, deliver
+from harmonygraph.graphs.render import RenderedReport, RenderError, render_report
+from harmonygraph.graphs.report_models import (
     Citation,
     Need,
     Outline,
@@ -52,8 +53,12 @@ from graphs.report_models import (
     SectionPlan,
     Synthesis,
 )
-from graphs.sources import SourceLedger, check_draft
-from tools.base import Tool, Toolset
+from harmonygraph.graphs.sources import SourceLedger, check_draft
+from harmonygraph.harmony.messages import Message
+from harmonygraph.models.base import Model
+from harmonygraph.tools.base import Tool, Toolset
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
 
 __all__ = [
     "ASSEMBLE_INSTRUCTIONS",

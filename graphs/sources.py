@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from graphs.report_models import Citation, Figure, FigureDraft, SectionDraft
+from harmonygraph.graphs.report_models import Citation, Figure, FigureDraft, SectionDraft
 
 __all__ = [
     "CITATION_MARKER",

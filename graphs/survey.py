@@ -29,16 +29,19 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from agent.agent import Agent, AgentRunError, RunResult
-from agent.harmony.messages import Message
-from agent.models.base import Model
-from graphs.deliver import DeliveryError, Destination, FolderDestination, check_folder, deliver
-from graphs.report import (
+from harmonygraph.agent import Agent, AgentRunError, RunResult
+from harmonygraph.graphs.deliver import (
+    DeliveryError,
+    Destination,
+    FolderDestination,
+    check_folder,
+    deliver,
+)
+from harmonygraph.graphs.report import (
     ProgressCallback,
     ReportError,
     ReportResult,
@@ -50,18 +53,21 @@ from graphs.report import (
     ToolActivity,
     generate_report,
 )
-from graphs.report_models import FigureDraft, Need, SectionDraft
-from graphs.sources import SourceLedger, check_draft
-from graphs.survey_data import (
+from harmonygraph.graphs.report_models import FigureDraft, Need, SectionDraft
+from harmonygraph.graphs.sources import SourceLedger, check_draft
+from harmonygraph.graphs.survey_data import (
     InsufficientResponsesError,
     PreprocessReport,
     SurveyData,
     SurveyError,
     load_survey,
 )
-from tools.base import Tool, ToolContext, ToolOutput, Toolset
-from tools.python import STATE_KEY as PYTHON_STATE
-from tools.python import PythonToolset
+from harmonygraph.harmony.messages import Message
+from harmonygraph.models.base import Model
+from harmonygraph.tools.base import Tool, ToolContext, ToolOutput, Toolset
+from harmonygraph.tools.python import STATE_KEY as PYTHON_STATE
+from harmonygraph.tools.python import PythonToolset
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ANALYSIS_INSTRUCTIONS",
@@ -77,7 +83,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "survey"
+# The demo's survey export, recorded trace and framework documents ship as package data.
+DEMO_DATA = Path(str(resources.files("harmonygraph.graphs").joinpath("survey_demo")))
 FRAMEWORKS_COLLECTION = "survey-frameworks"
 DATA_FILE = "responses.csv"  # the cleaned data, as the model sees it under /mnt/data
 
@@ -168,7 +175,7 @@ async def choose_sandbox() -> tuple[Any, str]:
     """
     import os
 
-    from sandbox import DockerSandbox, LocalSandbox, SandboxConfig, get_sandbox
+    from harmonygraph.sandbox import DockerSandbox, LocalSandbox, SandboxConfig, get_sandbox
 
     config = SandboxConfig.from_env()
     if os.environ.get("HARMONYGRAPH_SANDBOX"):
@@ -228,7 +235,7 @@ async def _analyse(
     )
     history: list[Message] = []
     errors: list[str] = []
-    from agent.events import RunDone, ToolCallEvent, ToolResultEvent
+    from harmonygraph.events import RunDone, ToolCallEvent, ToolResultEvent
 
     last: RunResult[Any] | None = None
     for _ in range(retries + 1):
@@ -278,7 +285,7 @@ async def _open_store(
         return None, 0, False
     owned = False
     try:
-        from tools.retrieval import HashingEmbedder, RetrievalError, RetrievalStore
+        from harmonygraph.tools.retrieval import HashingEmbedder, RetrievalError, RetrievalStore
     except ImportError as exc:
         warnings.append(f"documents unavailable: the retrieval extra is not installed ({exc})")
         return None, 0, False
@@ -289,7 +296,7 @@ async def _open_store(
                 # The demo's own embedded database: only the framework documents ever go
                 # in, so their ids (which the recorded trace cites) are the same on every
                 # machine, whatever else the user has indexed.
-                from tools.retrieval.db import harmonygraph_home, start_embedded
+                from harmonygraph.tools.retrieval.db import harmonygraph_home, start_embedded
 
                 # Stopped when the process exits: nothing of the demo keeps running.
                 url = await asyncio.to_thread(
@@ -327,7 +334,7 @@ async def run_survey_pipeline(
     model: Model,
     sandbox: Any = "auto",
     store: Any = "embedded",
-    frameworks: str | Path | None = EXAMPLES / "frameworks",
+    frameworks: str | Path | None = DEMO_DATA / "frameworks",
     destination: Destination | None = None,
     browser: Toolset | None = None,
     progress: ProgressCallback | None = None,
@@ -403,7 +410,7 @@ async def run_survey_pipeline(
     if python is not None:
         tools["data"] = [python]
     if store_obj is not None:
-        from tools.retrieval import RetrievalToolset
+        from harmonygraph.tools.retrieval import RetrievalToolset
 
         tools["documents"] = [RetrievalToolset(store_obj, collection=FRAMEWORKS_COLLECTION)]
     if browser is not None:

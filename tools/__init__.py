@@ -1,6 +1,6 @@
 """Tools for harmonygraph agents: the contract, the registry and the built-in tools."""
 
-from tools.base import (
+from harmonygraph.tools.base import (
     ArgumentError,
     Artifact,
     FunctionTool,

@@ -504,7 +504,7 @@ def tools_from_schemas(
     become identifiers (`math.factorial` → `math_factorial`; the handler still gets the
     original name) and Python-style types (`dict`, `float`, `tuple`) become JSON Schema's.
     """
-    from tools.schema import identifier, normalize_schema
+    from harmonygraph.tools.schema import identifier, normalize_schema
 
     out = []
     for fn in functions:

@@ -15,9 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from openai_harmony import ToolNamespaceConfig
-
-from sandbox import (
+from harmonygraph.sandbox import (
     ExecResult,
     Sandbox,
     SandboxConfig,
@@ -26,7 +24,8 @@ from sandbox import (
     SandboxSession,
     get_sandbox,
 )
-from tools.base import Artifact, Tool, ToolContext, ToolOutput, Toolset
+from harmonygraph.tools.base import Artifact, Tool, ToolContext, ToolOutput, Toolset
+from openai_harmony import ToolNamespaceConfig
 
 __all__ = ["STATE_KEY", "PythonTool", "PythonToolset", "python_description"]
 

@@ -14,9 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from openai_harmony import ToolNamespaceConfig
-
-from tools.base import (
+from harmonygraph.tools.base import (
     ArgumentError,
     FunctionTool,
     Tool,
@@ -25,6 +23,7 @@ from tools.base import (
     ToolOutput,
     Toolset,
 )
+from openai_harmony import ToolNamespaceConfig
 
 __all__ = ["CallStatus", "ToolCall", "ToolCallResult", "ToolRegistry"]
 

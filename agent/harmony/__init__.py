@@ -1,8 +1,13 @@
 """The harmony codec: prompts, incremental rendering and tolerant parsing, on openai-harmony."""
 
-from agent.harmony.encoding import STOP_TOKENS, VocabularyError, get_encoding, vocabulary_status
-from agent.harmony.messages import Message, Role
-from agent.harmony.parser import (
+from harmonygraph.harmony.encoding import (
+    STOP_TOKENS,
+    VocabularyError,
+    get_encoding,
+    vocabulary_status,
+)
+from harmonygraph.harmony.messages import Message, Role
+from harmonygraph.harmony.parser import (
     ContentDelta,
     HarmonyParseError,
     HeaderDone,
@@ -14,7 +19,7 @@ from agent.harmony.parser import (
     parse_completion_text,
     parse_completion_tokens,
 )
-from agent.harmony.prompt import (
+from harmonygraph.harmony.prompt import (
     DeveloperConfig,
     ReasoningLevel,
     ResponseFormat,
@@ -22,8 +27,8 @@ from agent.harmony.prompt import (
     builtin_namespaces,
     parse_reasoning,
 )
-from agent.harmony.render import ConversationRenderer, RenderedPrompt, visible_history
-from agent.harmony.schema import SchemaError, flatten_schema, schema_of
+from harmonygraph.harmony.render import ConversationRenderer, RenderedPrompt, visible_history
+from harmonygraph.harmony.schema import SchemaError, flatten_schema, schema_of
 
 __all__ = [
     "STOP_TOKENS",

@@ -81,16 +81,15 @@ def _unknown(data: dict[str, Any], known: set[str], what: str) -> None:
 
 def _build(data: Any) -> tuple[Any, Any, list[Any]]:
     """(SystemConfig, DeveloperConfig, messages) from the render input."""
-    from openai_harmony import ToolDescription, ToolNamespaceConfig
-
-    from agent.harmony import (
+    from harmonygraph.harmony import (
         DeveloperConfig,
         Message,
         ResponseFormat,
         SystemConfig,
         builtin_namespaces,
     )
-    from agent.harmony.prompt import parse_reasoning
+    from harmonygraph.harmony.prompt import parse_reasoning
+    from openai_harmony import ToolDescription, ToolNamespaceConfig
 
     if isinstance(data, list):
         data = {"messages": data}
@@ -177,7 +176,7 @@ def render(
     ] = False,
 ) -> None:
     """Render a conversation as the prompt for the assistant's next message."""
-    from agent.harmony import ConversationRenderer, SchemaError, VocabularyError
+    from harmonygraph.harmony import ConversationRenderer, SchemaError, VocabularyError
 
     try:
         raw = _read(file)
@@ -240,7 +239,7 @@ def parse(
     ] = False,
 ) -> None:
     """Parse a gpt-oss completion into messages (tolerant of what models really emit)."""
-    from agent.harmony import HarmonyParseError, VocabularyError, parse_completion
+    from harmonygraph.harmony import HarmonyParseError, VocabularyError, parse_completion
 
     try:
         raw = _read(file)

@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NoReturn
 
+from harmonygraph.harmony.encoding import get_encoding
+from harmonygraph.harmony.messages import Message, Role, StopReason
 from openai_harmony import HarmonyEncoding
-
-from agent.harmony.encoding import get_encoding
-from agent.harmony.messages import Message, Role, StopReason
 
 __all__ = [
     "ContentDelta",

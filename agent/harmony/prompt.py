@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from harmonygraph.harmony.encoding import MESSAGE, get_encoding
+from harmonygraph.harmony.schema import flatten_schema, schema_of
 from openai_harmony import (
     DeveloperContent,
     ReasoningEffort,
@@ -18,9 +20,6 @@ from openai_harmony import (
     ToolNamespaceConfig,
 )
 from openai_harmony import Message as HMessage
-
-from agent.harmony.encoding import MESSAGE, get_encoding
-from agent.harmony.schema import flatten_schema, schema_of
 
 __all__ = [
     "DEFAULT_IDENTITY",

@@ -18,13 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harmonygraph.harmony.encoding import START, get_encoding
+from harmonygraph.harmony.messages import Message, Role
+from harmonygraph.harmony.prompt import (
+    DeveloperConfig,
+    SystemConfig,
+    render_developer,
+    render_system,
+)
 from openai_harmony import Author
 from openai_harmony import Message as HMessage
 from openai_harmony import Role as HRole
-
-from agent.harmony.encoding import START, get_encoding
-from agent.harmony.messages import Message, Role
-from agent.harmony.prompt import DeveloperConfig, SystemConfig, render_developer, render_system
 
 __all__ = ["ConversationRenderer", "RenderedPrompt", "to_harmony", "visible_history"]
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent.models.base import (
+from harmonygraph.models.base import (
     Model,
     ModelAuthError,
     ModelConnectionError,
@@ -33,43 +33,43 @@ from agent.models.base import (
 )
 
 if TYPE_CHECKING:
-    from agent.models._openai import (
+    from harmonygraph.models._openai import (
         DEFAULT_API_KEY,
         DEFAULT_BASE_URL,
         DEFAULT_MODEL,
         OpenAICompatibleModel,
     )
-    from agent.models.chat import (
+    from harmonygraph.models.chat import (
         ChatCompletionsModel,
         ServerKind,
         from_chat_message,
         to_chat_messages,
     )
-    from agent.models.completions import HarmonyCompletionsModel
-    from agent.models.errors import RetryPolicy
-    from agent.models.transformers import TransformersModel
+    from harmonygraph.models.completions import HarmonyCompletionsModel
+    from harmonygraph.models.errors import RetryPolicy
+    from harmonygraph.models.transformers import TransformersModel
 
 # Imported on first use: the protocol and its types (above) are all the agent loop
 # needs, and the `openai` SDK alone costs ~20 MB and ~0.3 s at import; torch far more.
 _LAZY = {
-    "DEFAULT_API_KEY": "agent.models._openai",
-    "DEFAULT_BASE_URL": "agent.models._openai",
-    "DEFAULT_MODEL": "agent.models._openai",
-    "OpenAICompatibleModel": "agent.models._openai",
-    "ChatCompletionsModel": "agent.models.chat",
-    "ServerKind": "agent.models.chat",
-    "from_chat_message": "agent.models.chat",
-    "to_chat_messages": "agent.models.chat",
-    "HarmonyCompletionsModel": "agent.models.completions",
-    "RetryPolicy": "agent.models.errors",
-    "TransformersModel": "agent.models.transformers",
+    "DEFAULT_API_KEY": "harmonygraph.models._openai",
+    "DEFAULT_BASE_URL": "harmonygraph.models._openai",
+    "DEFAULT_MODEL": "harmonygraph.models._openai",
+    "OpenAICompatibleModel": "harmonygraph.models._openai",
+    "ChatCompletionsModel": "harmonygraph.models.chat",
+    "ServerKind": "harmonygraph.models.chat",
+    "from_chat_message": "harmonygraph.models.chat",
+    "to_chat_messages": "harmonygraph.models.chat",
+    "HarmonyCompletionsModel": "harmonygraph.models.completions",
+    "RetryPolicy": "harmonygraph.models.errors",
+    "TransformersModel": "harmonygraph.models.transformers",
 }
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'agent.models' has no attribute {name!r}")
+        raise AttributeError(f"module 'harmonygraph.models' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
 
@@ -120,9 +120,9 @@ def make_model(
     for `api="chat"`, `server` ("vllm", "ollama", "openai"), `reasoning_field` and
     `send_reasoning`, and for `api="completions"`, `return_token_ids`.
     """
-    from agent.models._openai import DEFAULT_API_KEY, DEFAULT_BASE_URL, DEFAULT_MODEL
-    from agent.models.chat import ChatCompletionsModel
-    from agent.models.completions import HarmonyCompletionsModel
+    from harmonygraph.models._openai import DEFAULT_API_KEY, DEFAULT_BASE_URL, DEFAULT_MODEL
+    from harmonygraph.models.chat import ChatCompletionsModel
+    from harmonygraph.models.completions import HarmonyCompletionsModel
 
     kind = (api or os.environ.get("HARMONYGRAPH_API") or "completions").strip().lower()
     if kind not in ("completions", "chat"):

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import openai
-
-from agent.models.base import (
+from harmonygraph.models.base import (
     ModelRequest,
     ModelResponse,
     ModelSettings,
@@ -18,7 +17,7 @@ from agent.models.base import (
     iterate_sync,
     run_sync,
 )
-from agent.models.errors import RetryPolicy, call_with_retries, translate_error
+from harmonygraph.models.errors import RetryPolicy, call_with_retries, translate_error
 
 __all__ = [
     "DEFAULT_API_KEY",

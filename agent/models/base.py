@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
-from agent.harmony.messages import Message
-from agent.harmony.parser import ParseEvent
-from agent.harmony.prompt import DeveloperConfig, ReasoningLevel, SystemConfig
+from harmonygraph.harmony.messages import Message
+from harmonygraph.harmony.parser import ParseEvent
+from harmonygraph.harmony.prompt import DeveloperConfig, ReasoningLevel, SystemConfig
 
 __all__ = [
     "Model",

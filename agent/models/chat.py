@@ -41,13 +41,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import openai
-
-from agent.harmony import ContentDelta, HeaderDone, Message, MessageDone, Role, visible_history
-from agent.harmony.messages import StopReason
-from agent.harmony.parser import ParseEvent
-from agent.harmony.prompt import DeveloperConfig
-from agent.models._openai import OpenAICompatibleModel, usage_from
-from agent.models.base import (
+from harmonygraph.harmony import (
+    ContentDelta,
+    HeaderDone,
+    Message,
+    MessageDone,
+    Role,
+    visible_history,
+)
+from harmonygraph.harmony.messages import StopReason
+from harmonygraph.harmony.parser import ParseEvent
+from harmonygraph.harmony.prompt import DeveloperConfig
+from harmonygraph.models._openai import OpenAICompatibleModel, usage_from
+from harmonygraph.models.base import (
     ModelError,
     ModelRequest,
     ModelResponse,
@@ -56,7 +62,7 @@ from agent.models.base import (
     StreamEvent,
     Usage,
 )
-from agent.models.errors import RetryPolicy
+from harmonygraph.models.errors import RetryPolicy
 
 __all__ = [
     "ChatCompletionsModel",

@@ -36,19 +36,18 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import openai
-
-from agent.harmony import (
+from harmonygraph.harmony import (
     STOP_TOKENS,
     ConversationRenderer,
     ParseResult,
     StreamParser,
     parse_completion_text,
 )
-from agent.harmony.encoding import CALL, RETURN, get_encoding
-from agent.harmony.prompt import DeveloperConfig, SystemConfig
-from agent.harmony.render import RenderedPrompt
-from agent.models._openai import OpenAICompatibleModel, usage_from
-from agent.models.base import (
+from harmonygraph.harmony.encoding import CALL, RETURN, get_encoding
+from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
+from harmonygraph.harmony.render import RenderedPrompt
+from harmonygraph.models._openai import OpenAICompatibleModel, usage_from
+from harmonygraph.models.base import (
     ModelError,
     ModelRequest,
     ModelResponse,
@@ -57,8 +56,8 @@ from agent.models.base import (
     StreamEvent,
     Usage,
 )
-from agent.models.constrained import StructuredOutputStyle, complete_with_final_schema
-from agent.models.errors import RetryPolicy
+from harmonygraph.models.constrained import StructuredOutputStyle, complete_with_final_schema
+from harmonygraph.models.errors import RetryPolicy
 
 __all__ = ["HarmonyCompletionsModel", "RendererCache"]
 

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
-
-from agent.harmony import STOP_TOKENS
-from agent.harmony.encoding import CALL, MESSAGE, RETURN, get_encoding
-from agent.models._openai import usage_from
-from agent.models.base import ModelError, ModelSettings, Usage
+from harmonygraph.harmony import STOP_TOKENS
+from harmonygraph.harmony.encoding import CALL, MESSAGE, RETURN, get_encoding
+from harmonygraph.models._openai import usage_from
+from harmonygraph.models.base import ModelError, ModelSettings, Usage
 
 __all__ = [
     "FINAL_OPEN",

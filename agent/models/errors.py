@@ -25,8 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import openai
-
-from agent.models.base import (
+from harmonygraph.models.base import (
     ModelAuthError,
     ModelConnectionError,
     ModelError,

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.harmony.encoding import CALL, CHANNEL, END, MESSAGE, RETURN, START, get_encoding
+from harmonygraph.harmony.encoding import CALL, CHANNEL, END, MESSAGE, RETURN, START, get_encoding
 
 if TYPE_CHECKING:
     import llguidance

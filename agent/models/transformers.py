@@ -31,10 +31,10 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.harmony import STOP_TOKENS, StreamParser
-from agent.harmony.encoding import get_encoding
-from agent.harmony.render import RenderedPrompt
-from agent.models.base import (
+from harmonygraph.harmony import STOP_TOKENS, StreamParser
+from harmonygraph.harmony.encoding import get_encoding
+from harmonygraph.harmony.render import RenderedPrompt
+from harmonygraph.models.base import (
     ModelError,
     ModelNotFoundError,
     ModelRequest,
@@ -47,8 +47,8 @@ from agent.models.base import (
     iterate_sync,
     run_sync,
 )
-from agent.models.completions import RendererCache
-from agent.models.grammar import HarmonyJsonSchemaProcessor, grammar_available
+from harmonygraph.models.completions import RendererCache
+from harmonygraph.models.grammar import HarmonyJsonSchemaProcessor, grammar_available
 
 if TYPE_CHECKING:
     import torch

@@ -21,6 +21,7 @@ from pathlib import Path
 SEED = 20260301
 N = 320
 HERE = Path(__file__).resolve().parent
+DEMO_DATA = HERE.parents[1] / "graphs" / "survey_demo"  # shipped as package data
 COLUMNS = [
     "response_id",
     "submitted_at",
@@ -150,7 +151,7 @@ def make_rows(seed: int = SEED, n: int = N) -> list[list[str]]:
     return rows
 
 
-def write(path: Path = HERE / "responses.csv") -> Path:
+def write(path: Path = DEMO_DATA / "responses.csv") -> Path:
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(COLUMNS)
@@ -159,4 +160,4 @@ def write(path: Path = HERE / "responses.csv") -> Path:
 
 
 if __name__ == "__main__":
-    print(write(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "responses.csv"))
+    print(write(Path(sys.argv[1]) if len(sys.argv) > 1 else DEMO_DATA / "responses.csv"))

@@ -7,7 +7,7 @@ Without a server, the turns come from `tests/report/scripts.py::SurveyScript`, w
 answers each request the way gpt-oss does (valid harmony, its reasoning, tool calls whose
 python code really runs, numbers read from the tools' output). With a server, a live
 gpt-oss writes them. Either way every tool runs for real and the model calls are written
-to `examples/survey/demo_trace.jsonl`, which `harmonygraph demo` replays.
+to `graphs/survey_demo/demo_trace.jsonl`, which `harmonygraph demo` replays.
 Re-record after changing the pipeline's instructions or tools: a strict replay test fails
 until you do.
 """
@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEMO_DATA = HERE.parents[1] / "graphs" / "survey_demo"  # shipped as package data
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -28,10 +29,10 @@ DEMO_DATE = "2026-11-21"
 
 
 async def record(base_url: str | None, model: str | None, out: Path) -> None:
-    from agent.models import make_model
-    from agent.testing import ScriptedModel
-    from agent.trace import RecordingModel
-    from graphs.survey import run_survey_pipeline
+    from harmonygraph.graphs.survey import run_survey_pipeline
+    from harmonygraph.models import make_model
+    from harmonygraph.testing import ScriptedModel
+    from harmonygraph.trace import RecordingModel
 
     if base_url or model:
         inner = make_model(base_url=base_url, model=model)
@@ -42,7 +43,7 @@ async def record(base_url: str | None, model: str | None, out: Path) -> None:
     recording = RecordingModel(inner, out)
     with tempfile.TemporaryDirectory() as tmp:
         result = await run_survey_pipeline(
-            HERE / "responses.csv",
+            DEMO_DATA / "responses.csv",
             Path(tmp) / "report",
             model=recording,
             current_date=DEMO_DATE,
@@ -61,7 +62,7 @@ def main() -> None:
     )
     parser.add_argument("--base-url")
     parser.add_argument("--model")
-    parser.add_argument("--out", type=Path, default=HERE / "demo_trace.jsonl")
+    parser.add_argument("--out", type=Path, default=DEMO_DATA / "demo_trace.jsonl")
     args = parser.parse_args()
     asyncio.run(record(args.base_url, args.model, args.out))
 

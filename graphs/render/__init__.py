@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
-
-from graphs.report_models import Report, Section
-from graphs.sources import CITATION_MARKER
+from harmonygraph.graphs.report_models import Report, Section
+from harmonygraph.graphs.sources import CITATION_MARKER
 
 __all__ = ["RenderError", "RenderedReport", "number_citations", "render_report"]
 

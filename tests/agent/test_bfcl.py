@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tools import tools_from_schemas
-from tools.schema import identifier
+from harmonygraph.tools import tools_from_schemas
+from harmonygraph.tools.schema import identifier
 
 CATEGORIES = ["simple_python", "multiple", "parallel", "irrelevance"]
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
-from agent.testing import FakeOpenAIServer
+from harmonygraph.testing import FakeOpenAIServer
 
 from .test_loop import final
 
@@ -28,7 +27,7 @@ def test_chat_streams_answers_switches_reasoning_and_saves(tmp_path: Path) -> No
             sys.executable,
             [
                 "-m",
-                "agent.cli",
+                "harmonygraph.cli",
                 "chat",
                 "--base-url",
                 server.base_url,
@@ -70,7 +69,7 @@ def test_chat_streams_answers_switches_reasoning_and_saves(tmp_path: Path) -> No
 def test_chat_with_an_unknown_tool_option_says_so() -> None:
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "agent.cli", "chat", "--tools", "teleport"],
+        ["-m", "harmonygraph.cli", "chat", "--tools", "teleport"],
         cwd=str(ROOT),
         encoding="utf-8",
         timeout=30,
@@ -103,7 +102,7 @@ def test_chat_shows_tool_calls_as_they_happen_and_hides_reasoning(tmp_path: Path
         )
         child = pexpect.spawn(
             sys.executable,
-            ["-m", "agent.cli", "chat", "--base-url", server.base_url, "--tools", "browser"],
+            ["-m", "harmonygraph.cli", "chat", "--base-url", server.base_url, "--tools", "browser"],
             cwd=str(ROOT),
             env=env,
             encoding="utf-8",

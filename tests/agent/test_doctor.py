@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from harmonygraph.cli import app
+from harmonygraph.testing import FakeOpenAIServer
 from typer.testing import CliRunner
-
-from agent.cli import app
-from agent.testing import FakeOpenAIServer
 
 
 def test_doctor_reports_each_part(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harmonygraph import Agent
+from harmonygraph.models import make_model
+from harmonygraph.replay import replay_trace
+from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tools import tool
+from harmonygraph.trace import Trace
 from pydantic import BaseModel
-
-from agent import Agent
-from agent.models import make_model
-from agent.replay import replay_trace
-from agent.testing import FakeOpenAIServer
-from agent.trace import Trace
-from tools import tool
 
 from .test_loop import call, final
 

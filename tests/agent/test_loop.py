@@ -6,11 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
-
-from agent import Agent, AgentModelError, OutputValidationError, RunLimitExceeded, RunLimits
-from agent.checkpoint import sqlite_saver
-from agent.events import (
+from harmonygraph import Agent, AgentModelError, OutputValidationError, RunLimitExceeded, RunLimits
+from harmonygraph.checkpoint import sqlite_saver
+from harmonygraph.events import (
     FinalDelta,
     ReasoningDelta,
     RunDone,
@@ -18,10 +16,11 @@ from agent.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from agent.harmony import Message
-from agent.models.base import ModelConnectionError, ModelRequest
-from agent.testing import ScriptedModel
-from tools import tool
+from harmonygraph.harmony import Message
+from harmonygraph.models.base import ModelConnectionError, ModelRequest
+from harmonygraph.testing import ScriptedModel
+from harmonygraph.tools import tool
+from pydantic import BaseModel
 
 CALL = "<|start|>assistant<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"
 
@@ -230,7 +229,7 @@ def test_reasoning_effort_per_agent_and_per_run() -> None:
 
 
 def test_chat_session_drops_earlier_reasoning_from_the_prompt() -> None:
-    from agent.harmony import ConversationRenderer
+    from harmonygraph.harmony import ConversationRenderer
 
     model = ScriptedModel(
         [final("Paris.", thought="Capital of France."), final("Berlin.", thought="Germany.")]
@@ -312,8 +311,8 @@ class ChatTurnsModel:
         self.requests: list[ModelRequest] = []
 
     async def complete(self, request: ModelRequest):  # type: ignore[no-untyped-def]
-        from agent.harmony import parse_completion_text
-        from agent.models.base import ModelResponse, Usage
+        from harmonygraph.harmony import parse_completion_text
+        from harmonygraph.models.base import ModelResponse, Usage
 
         self.requests.append(request)
         text = self.turns[len(self.requests) - 1]
@@ -321,7 +320,7 @@ class ChatTurnsModel:
         return ModelResponse(tuple(messages), Usage(10, 10), "")
 
     async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def]
-        from agent.models.base import ResponseDone
+        from harmonygraph.models.base import ResponseDone
 
         yield ResponseDone(await self.complete(request))
 
@@ -343,7 +342,7 @@ def test_several_calls_in_one_answer_each_get_their_result_in_order() -> None:
 
 
 def test_a_thread_that_crashed_in_a_tool_resumes_with_that_tool() -> None:
-    from agent.checkpoint import memory_saver
+    from harmonygraph.checkpoint import memory_saver
 
     runs: list[int] = []
 

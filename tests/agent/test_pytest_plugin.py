@@ -8,9 +8,9 @@ pytest_plugins = ["pytester"]
 
 USER_TEST = '''
 import pytest
-from agent import Agent
-from agent.testing import ScriptedModel
-from tools import tool
+from harmonygraph import Agent
+from harmonygraph.testing import ScriptedModel
+from harmonygraph.tools import tool
 
 CALL = ('<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant<|channel|>commentary '
         'to=functions.capital <|constrain|>json<|message|>{"country": "France"}<|call|>')

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from harmonygraph.cli import app
+from harmonygraph.task import TaskError, load_task
+from harmonygraph.testing import FakeOpenAIServer
 from typer.testing import CliRunner
-
-from agent.cli import app
-from agent.task import TaskError, load_task
-from agent.testing import FakeOpenAIServer
 
 from .test_loop import call, final
 

@@ -7,9 +7,7 @@ import json
 from typing import Literal
 
 import pytest
-from pydantic import BaseModel
-
-from tools import (
+from harmonygraph.tools import (
     SchemaTool,
     Tool,
     ToolContext,
@@ -19,7 +17,8 @@ from tools import (
     tool,
     tools_from_schemas,
 )
-from tools.registry import ToolCall, ToolRegistry
+from harmonygraph.tools.registry import ToolCall, ToolRegistry
+from pydantic import BaseModel
 
 
 class Point(BaseModel):
@@ -189,9 +188,9 @@ def test_a_sync_tool_that_never_returns_is_abandoned_and_the_process_still_exits
     script = textwrap.dedent(
         """
         import threading
-        from agent import Agent
-        from agent.testing import ScriptedModel
-        from tools import tool
+        from harmonygraph import Agent
+        from harmonygraph.testing import ScriptedModel
+        from harmonygraph.tools import tool
 
         @tool(timeout=0.2)
         def stuck() -> str:

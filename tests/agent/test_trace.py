@@ -7,12 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-
-from agent import Agent, RunLimits
-from agent.replay import replay_trace, turn_inputs
-from agent.testing import ScriptedModel
-from agent.trace import SCHEMA_VERSION, Redactor, ReplayDivergence, Trace, TraceError
-from tools import tool
+from harmonygraph import Agent, RunLimits
+from harmonygraph.replay import replay_trace, turn_inputs
+from harmonygraph.testing import ScriptedModel
+from harmonygraph.tools import tool
+from harmonygraph.trace import SCHEMA_VERSION, Redactor, ReplayDivergence, Trace, TraceError
 
 from .test_loop import call, final
 
@@ -113,7 +112,7 @@ def test_strict_replay_passes_and_names_what_changed(tmp_path: Path) -> None:
 
 
 def test_strict_replay_names_changed_sampling_and_an_early_end(tmp_path: Path) -> None:
-    from agent.models.base import ModelSettings
+    from harmonygraph.models.base import ModelSettings
 
     path = record(tmp_path)
     hotter = Agent(
@@ -155,9 +154,8 @@ def test_replay_from_the_trace_alone(tmp_path: Path) -> None:
 
 def test_a_saved_chat_replays_turn_by_turn(tmp_path: Path) -> None:
     """`/save` in a chat writes one run per turn on one thread; all of them replay."""
+    from harmonygraph.cli import app
     from typer.testing import CliRunner
-
-    from agent.cli import app
 
     model = ScriptedModel([*SCRIPT, call("lookup", '{"city": "Rome"}'), final("19 °C in Rome.")])
     session = Agent(model, tools=[lookup], instructions="Weather bot.").chat()

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from browser_testkit import READABILITY, LocalServer, start_server
-
-from tools.base import ToolContext
-from tools.browser import BrowserConfig, BrowserToolset, SearxNGBackend
+from harmonygraph.tools.base import ToolContext
+from harmonygraph.tools.browser import BrowserConfig, BrowserToolset, SearxNGBackend
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from browser_testkit import LocalServer
-
-from tools.base import ToolContext
-from tools.browser import (
+from harmonygraph.tools.base import ToolContext
+from harmonygraph.tools.browser import (
     BrowserConfig,
     BrowserToolset,
     DDGSBackend,

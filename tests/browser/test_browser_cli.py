@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from browser_testkit import LocalServer
+from harmonygraph.tools.browser.cli import app
 from typer.testing import CliRunner
-
-from tools.browser.cli import app
 
 runner = CliRunner()
 

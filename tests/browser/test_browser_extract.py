@@ -9,16 +9,15 @@ from collections import Counter
 import lxml.html
 import pytest
 from browser_testkit import READABILITY, LocalServer
-
-from tools.base import ToolContext
-from tools.browser import (
+from harmonygraph.tools.base import ToolContext
+from harmonygraph.tools.browser import (
     BrowserToolset,
     ExtractionError,
     extract_html,
     extract_pdf,
     extract_text,
 )
-from tools.browser.page import strip_links, wrap_lines
+from harmonygraph.tools.browser.page import strip_links, wrap_lines
 
 WORD = re.compile(r"\w+")
 
@@ -145,7 +144,7 @@ def test_the_faster_readability_clean_gives_the_same_text() -> None:
     """The per-run rewrite must not change a single extraction: same output, every input."""
     import random
 
-    from tools.browser.extract import readability_clean
+    from harmonygraph.tools.browser.extract import readability_clean
 
     texts = []
     for page in sorted(READABILITY.iterdir()):
@@ -162,7 +161,7 @@ def test_the_faster_readability_clean_gives_the_same_text() -> None:
 
 
 def test_visible_text_length_skips_scripts_styles_and_comments() -> None:
-    from tools.browser.extract import _parse, _visible_text_length
+    from harmonygraph.tools.browser.extract import _parse, _visible_text_length
 
     def by_xpath(root: lxml.html.HtmlElement) -> int:
         texts = root.xpath(

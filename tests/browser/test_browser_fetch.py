@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import socket
 
+import harmonygraph.tools.browser.fetch as fetch_module
 import pytest
 from browser_testkit import FRENCH, RUSSIAN, LocalServer
-
-import tools.browser.fetch as fetch_module
-from tools.browser import (
+from harmonygraph.tools.browser import (
     BinaryContentError,
     FetchError,
     FetchPolicy,

@@ -7,16 +7,15 @@ import re
 
 import pytest
 from browser_testkit import PLAIN_TEXT, LocalServer
-from openai_harmony import ToolNamespaceConfig
-
-from tools.base import ToolContext
-from tools.browser import (
+from harmonygraph.tools.base import ToolContext
+from harmonygraph.tools.browser import (
     BrowserConfig,
     BrowserToolset,
     SearxNGBackend,
     format_references,
     resolve_citations,
 )
+from openai_harmony import ToolNamespaceConfig
 
 LINE = re.compile(r"^L(\d+): ", re.M)
 
@@ -157,8 +156,8 @@ async def test_a_citation_of_find_results_resolves_to_the_page_they_excerpt(
 
 
 def test_find_citations_count_blank_lines_of_the_excerpt() -> None:
-    from tools.browser.history import BrowserHistory
-    from tools.browser.page import Link, PageContents
+    from harmonygraph.tools.browser.history import BrowserHistory
+    from harmonygraph.tools.browser.page import Link, PageContents
 
     history = BrowserHistory()
     source = "alpha one\n\nbeta two\ngamma\ndelta three\nepsilon"

@@ -15,6 +15,6 @@ os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str((ROOT.parent / "shared" / "
 
 @pytest.fixture(scope="session")
 def enc() -> Any:
-    from agent.harmony import get_encoding
+    from harmonygraph.harmony import get_encoding
 
     return get_encoding()

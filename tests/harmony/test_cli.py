@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_harmony import ToolDescription, ToolNamespaceConfig
-from typer.testing import CliRunner
-
-from agent.harmony import (
+from harmonygraph.harmony import (
     ConversationRenderer,
     DeveloperConfig,
     Message,
@@ -23,7 +20,9 @@ from agent.harmony import (
     builtin_namespaces,
     parse_completion_text,
 )
-from agent.harmony.cli import app
+from harmonygraph.harmony.cli import app
+from openai_harmony import ToolDescription, ToolNamespaceConfig
+from typer.testing import CliRunner
 
 from ._data import corpus_rows
 

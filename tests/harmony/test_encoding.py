@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from agent.harmony import STOP_TOKENS, vocabulary_status
-from agent.harmony.encoding import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
+from harmonygraph.harmony import STOP_TOKENS, vocabulary_status
+from harmonygraph.harmony.encoding import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import openai_harmony as oh
 import pytest
-
-from agent.harmony import (
+from harmonygraph.harmony import (
     HarmonyParseError,
     Message,
     ParseResult,

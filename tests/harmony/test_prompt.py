@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from openai_harmony import ToolDescription, ToolNamespaceConfig
-
-from agent.harmony import (
+from harmonygraph.harmony import (
     ConversationRenderer,
     DeveloperConfig,
     Message,
@@ -17,7 +15,8 @@ from agent.harmony import (
     get_encoding,
     parse_reasoning,
 )
-from agent.harmony.prompt import render_developer, render_system
+from harmonygraph.harmony.prompt import render_developer, render_system
+from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 from ._data import fixture_text
 
@@ -263,11 +262,10 @@ def test_unknown_builtin_tool() -> None:
 
 def test_response_format_section_keeps_special_token_text_as_text() -> None:
     """Instructions that mention "<|end|>" must not end the developer message early."""
+    from harmonygraph.harmony import get_encoding
+    from harmonygraph.harmony.encoding import END
+    from harmonygraph.harmony.prompt import DeveloperConfig, ResponseFormat
     from pydantic import BaseModel
-
-    from agent.harmony import get_encoding
-    from agent.harmony.encoding import END
-    from agent.harmony.prompt import DeveloperConfig, ResponseFormat
 
     class Reply(BaseModel):
         text: str

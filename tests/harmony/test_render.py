@@ -7,12 +7,10 @@ import random
 from array import array
 from typing import Any
 
+import harmonygraph.harmony.render as render_mod
 import openai_harmony as oh
 import pytest
-from openai_harmony import ToolDescription, ToolNamespaceConfig
-
-import agent.harmony.render as render_mod
-from agent.harmony import (
+from harmonygraph.harmony import (
     ConversationRenderer,
     DeveloperConfig,
     Message,
@@ -23,8 +21,9 @@ from agent.harmony import (
     parse_completion_text,
     visible_history,
 )
-from agent.harmony.encoding import END, RETURN, START
-from agent.harmony.render import to_harmony
+from harmonygraph.harmony.encoding import END, RETURN, START
+from harmonygraph.harmony.render import to_harmony
+from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 from ._data import fixture_text
 

@@ -9,11 +9,16 @@ from typing import Any, Literal
 
 import openai_harmony as oh
 import pytest
+from harmonygraph.harmony import (
+    DeveloperConfig,
+    ResponseFormat,
+    SchemaError,
+    flatten_schema,
+    get_encoding,
+)
+from harmonygraph.harmony.prompt import render_developer
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 from pydantic import BaseModel, Field
-
-from agent.harmony import DeveloperConfig, ResponseFormat, SchemaError, flatten_schema, get_encoding
-from agent.harmony.prompt import render_developer
 
 
 class Color(StrEnum):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from agent.harmony import (
+from harmonygraph.harmony import (
     ContentDelta,
     HarmonyParseError,
     HeaderDone,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from harmonygraph.harmony import DeveloperConfig, Message, SystemConfig
+from harmonygraph.models import ModelRequest, ModelSettings, RetryPolicy
 from openai_harmony import ToolDescription, ToolNamespaceConfig
-
-from agent.harmony import DeveloperConfig, Message, SystemConfig
-from agent.models import ModelRequest, ModelSettings, RetryPolicy
 
 # Completions as gpt-oss writes them (after the prompt's `<|start|>assistant`).
 CALL = (

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from agent.harmony import (
+from harmonygraph.harmony import (
     ContentDelta,
     HeaderDone,
     Message,
@@ -16,10 +15,10 @@ from agent.harmony import (
     Role,
     visible_history,
 )
-from agent.harmony.prompt import builtin_namespaces
-from agent.models import ChatCompletionsModel, ModelError, ResponseDone, to_chat_messages
-from agent.models.chat import from_chat_message
-from agent.testing import FakeOpenAIServer
+from harmonygraph.harmony.prompt import builtin_namespaces
+from harmonygraph.models import ChatCompletionsModel, ModelError, ResponseDone, to_chat_messages
+from harmonygraph.models.chat import from_chat_message
+from harmonygraph.testing import FakeOpenAIServer
 
 from .helpers import CALL, DEVELOPER, FINAL, SYSTEM, TOOL_RESULT, make_request
 

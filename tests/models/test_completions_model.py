@@ -8,10 +8,9 @@ from collections.abc import AsyncGenerator
 from typing import cast
 
 import pytest
-
-from agent.harmony import ContentDelta, HeaderDone, MessageDone, Role
-from agent.models import HarmonyCompletionsModel, ModelSettings, ResponseDone, StreamEvent
-from agent.testing import FakeOpenAIServer
+from harmonygraph.harmony import ContentDelta, HeaderDone, MessageDone, Role
+from harmonygraph.models import HarmonyCompletionsModel, ModelSettings, ResponseDone, StreamEvent
+from harmonygraph.testing import FakeOpenAIServer
 
 from .helpers import CALL, DEVELOPER, FINAL, SYSTEM, TOOL_RESULT, make_request
 

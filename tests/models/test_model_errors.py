@@ -8,8 +8,7 @@ import time
 import httpx2  # the HTTP library the openai SDK is built on
 import openai
 import pytest
-
-from agent.models import (
+from harmonygraph.models import (
     ChatCompletionsModel,
     HarmonyCompletionsModel,
     ModelAuthError,
@@ -22,8 +21,8 @@ from agent.models import (
     RetryPolicy,
     make_model,
 )
-from agent.models.errors import is_retryable
-from agent.testing import FakeOpenAIServer
+from harmonygraph.models.errors import is_retryable
+from harmonygraph.testing import FakeOpenAIServer
 
 from .helpers import FAST_RETRY, FINAL, make_request
 

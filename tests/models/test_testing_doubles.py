@@ -5,10 +5,9 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-
-from agent.harmony import ContentDelta, MessageDone
-from agent.models import Model, ModelRequest, ResponseDone
-from agent.testing import FakeOpenAIServer, ScriptedModel, ScriptExhaustedError
+from harmonygraph.harmony import ContentDelta, MessageDone
+from harmonygraph.models import Model, ModelRequest, ResponseDone
+from harmonygraph.testing import FakeOpenAIServer, ScriptedModel, ScriptExhaustedError
 
 from .helpers import CALL, FINAL, TOOL_RESULT, make_request
 

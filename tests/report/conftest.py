@@ -38,6 +38,6 @@ def local_sandbox() -> Any:
     """The local sandbox backend; skips (fails under CI) without pandas and matplotlib."""
     require("pandas")
     require("matplotlib")
-    from sandbox import LocalSandbox, SandboxConfig
+    from harmonygraph.sandbox import LocalSandbox, SandboxConfig
 
     return LocalSandbox(SandboxConfig(backend="local", pool_size=1))

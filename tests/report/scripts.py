@@ -16,8 +16,8 @@ import json
 import re
 from typing import Any, ClassVar
 
-from agent.harmony.messages import Message, Role
-from agent.models.base import ModelRequest
+from harmonygraph.harmony.messages import Message, Role
+from harmonygraph.models.base import ModelRequest
 
 ANALYSIS_CODE_1 = """import numpy as np
 import pandas as pd

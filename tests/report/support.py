@@ -6,3 +6,4 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "survey"
+DEMO_DATA = ROOT / "graphs" / "survey_demo"

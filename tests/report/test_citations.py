@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from graphs.report_models import FigureDraft, SectionDraft
-from graphs.sources import SourceLedger, check_draft
+from harmonygraph.graphs.report_models import FigureDraft, SectionDraft
+from harmonygraph.graphs.sources import SourceLedger, check_draft
 
 
 def ledger(tmp_path: Path) -> SourceLedger:

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from graphs.deliver import (
+from harmonygraph.graphs.deliver import (
     DeliveryError,
     FolderDestination,
     S3Destination,
@@ -15,6 +14,7 @@ from graphs.deliver import (
     deliver,
     parse_destination,
 )
+
 from tests.ci import require
 
 

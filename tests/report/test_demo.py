@@ -7,18 +7,17 @@ import re
 from pathlib import Path
 
 import pytest
+from harmonygraph.cli import app
+from harmonygraph.graphs.survey import DEMO_DATA
+from harmonygraph.trace import Trace
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.trace import Trace
-from graphs.survey import EXAMPLES
-
-TRACE = EXAMPLES / "demo_trace.jsonl"
+TRACE = DEMO_DATA / "demo_trace.jsonl"
 
 
 def test_the_demo_trace_is_valid_harmony_from_gpt_oss() -> None:
-    from agent.harmony import parse_completion_text
+    from harmonygraph.harmony import parse_completion_text
 
     trace = Trace.load(TRACE)
     calls = trace.model_calls

@@ -8,20 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harmonygraph.graphs.report import ReportEvent, SectionDone, StageDone
+from harmonygraph.graphs.survey import PipelineError, run_survey_pipeline
+from harmonygraph.testing import ScriptedModel
 from pypdf import PdfReader
 
-from agent.testing import ScriptedModel
-from graphs.report import ReportEvent, SectionDone, StageDone
-from graphs.survey import PipelineError, run_survey_pipeline
-
 from .scripts import SurveyScript
-from .support import EXAMPLES
+from .support import DEMO_DATA
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 async def _store(pg_url: str) -> Any:
-    from tools.retrieval import HashingEmbedder, RetrievalStore
+    from harmonygraph.tools.retrieval import HashingEmbedder, RetrievalStore
 
     return await RetrievalStore(pg_url, embedder=HashingEmbedder()).open()
 
@@ -34,7 +33,7 @@ async def test_pipeline_writes_report_with_charts_and_references(
     store = await _store(pg_url)
     try:
         result = await run_survey_pipeline(
-            EXAMPLES / "responses.csv", tmp_path / "out", model=ScriptedModel(script),
+            DEMO_DATA / "responses.csv", tmp_path / "out", model=ScriptedModel(script),
             sandbox=local_sandbox, store=store, progress=events.append, current_date="2026-03-02",
         )  # fmt: skip
     finally:
@@ -80,7 +79,7 @@ async def test_one_row_survey_stops_with_a_clear_message_and_keeps_the_preproces
     tmp_path: Path,
 ) -> None:
     src = tmp_path / "one.csv"
-    lines = (EXAMPLES / "responses.csv").read_text().splitlines()
+    lines = (DEMO_DATA / "responses.csv").read_text().splitlines()
     src.write_text("\n".join(lines[:2]) + "\n")
     with pytest.raises(PipelineError) as info:
         await run_survey_pipeline(
@@ -104,7 +103,7 @@ async def test_unwritable_output_folder_keeps_the_finished_report(
     try:
         with pytest.raises(PipelineError) as info:
             await run_survey_pipeline(
-                EXAMPLES / "responses.csv", blocker / "out", model=ScriptedModel(SurveyScript()),
+                DEMO_DATA / "responses.csv", blocker / "out", model=ScriptedModel(SurveyScript()),
                 sandbox=local_sandbox, store=store, work_dir=tmp_path / "staging", progress=events.append,
             )  # fmt: skip
     finally:

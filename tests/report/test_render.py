@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harmonygraph.graphs.render import RenderError, render_report
+from harmonygraph.graphs.report import number_references
+from harmonygraph.graphs.report_models import Citation, Figure, Report, Section
 from PIL import Image, ImageDraw
 from pypdf import PdfReader
-
-from graphs.render import RenderError, render_report
-from graphs.report import number_references
-from graphs.report_models import Citation, Figure, Report, Section
 
 
 def chart(path: Path, bars: list[int]) -> Path:

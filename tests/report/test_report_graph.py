@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harmonygraph.graphs.deliver import FolderDestination
+from harmonygraph.graphs.report import ReportEvent, ReportRuntime, SectionDone, generate_report
+from harmonygraph.harmony.messages import Role
+from harmonygraph.testing import ScriptedModel
+from harmonygraph.tools.browser import BrowserToolset, FolderDocumentSearch, LocalBackend
 from pypdf import PdfReader
 
-from agent.harmony.messages import Role
-from agent.testing import ScriptedModel
-from graphs.deliver import FolderDestination
-from graphs.report import ReportEvent, ReportRuntime, SectionDone, generate_report
-from tools.browser import BrowserToolset, FolderDocumentSearch, LocalBackend
-
 from .scripts import analysis, final
-from .support import EXAMPLES
+from .support import DEMO_DATA
 
 
 def browser_call(thought: str, name: str, args: dict[str, object]) -> str:
@@ -67,7 +66,7 @@ def script() -> list[str]:
 
 async def test_report_graph_end_to_end_with_citation_feedback(tmp_path: Path) -> None:
     model = ScriptedModel(script())
-    browser = BrowserToolset(backend=LocalBackend(FolderDocumentSearch(EXAMPLES / "frameworks")))
+    browser = BrowserToolset(backend=LocalBackend(FolderDocumentSearch(DEMO_DATA / "frameworks")))
     events: list[ReportEvent] = []
     rt = ReportRuntime(
         model=model, brief="Explain NPS to new analysts.", work_dir=tmp_path / "work",

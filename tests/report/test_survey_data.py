@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from graphs.survey_data import (
+from harmonygraph.graphs.survey_data import (
     EmptySurveyError,
     InsufficientResponsesError,
     SurveyFormatError,
@@ -17,7 +16,7 @@ from graphs.survey_data import (
     redact_pii,
 )
 
-from .support import EXAMPLES
+from .support import DEMO_DATA, EXAMPLES
 
 HEADER = "response_id,submitted_at,region,plan,tenure_months,nps,satisfaction,ease_of_use,support_quality,value_for_money,comment"
 
@@ -115,7 +114,7 @@ def test_redaction(text: str, expected: str) -> None:
 
 
 def test_sample_export_cleaning_report() -> None:
-    survey = load_survey(EXAMPLES / "responses.csv")
+    survey = load_survey(DEMO_DATA / "responses.csv")
     r = survey.report
     assert (r.rows_read, r.rows_kept) == (332, 320)
     reasons = r.drop_counts()
@@ -132,4 +131,4 @@ def test_generator_is_seeded_and_matches_the_committed_sample(tmp_path: Path) ->
     subprocess.run(
         [sys.executable, str(EXAMPLES / "generate.py"), str(out)], check=True, capture_output=True
     )
-    assert out.read_bytes() == (EXAMPLES / "responses.csv").read_bytes()
+    assert out.read_bytes() == (DEMO_DATA / "responses.csv").read_bytes()

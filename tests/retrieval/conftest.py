@@ -50,7 +50,7 @@ def collection_name() -> str:
 
 @pytest.fixture
 async def store(pg_url: str) -> AsyncIterator[Any]:
-    from tools.retrieval import HashingEmbedder, RetrievalStore
+    from harmonygraph.tools.retrieval import HashingEmbedder, RetrievalStore
 
     async with RetrievalStore(pg_url, embedder=HashingEmbedder(), write_batch=50) as s:
         yield s

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tools import ToolContext
-from tools.browser import BrowserToolset
-from tools.browser.backends import LocalBackend
-from tools.retrieval.browse import StoreDocuments
+from harmonygraph.tools import ToolContext
+from harmonygraph.tools.browser import BrowserToolset
+from harmonygraph.tools.browser.backends import LocalBackend
+from harmonygraph.tools.retrieval.browse import StoreDocuments
 
 
 async def test_browser_searches_and_opens_stored_documents(
@@ -51,10 +51,9 @@ def test_the_store_backend_is_chosen_by_configuration(
     collection_name: str, docs_dir: Path, pg_url: str, monkeypatch: Any
 ) -> None:
     """`harmonygraph browse` over a collection, with nothing but environment variables."""
+    from harmonygraph.tools.browser.cli import app  # `harmonygraph browse`
+    from harmonygraph.tools.retrieval import HashingEmbedder, SyncRetrievalStore
     from typer.testing import CliRunner
-
-    from tools.browser.cli import app  # `harmonygraph browse`
-    from tools.retrieval import HashingEmbedder, SyncRetrievalStore
 
     with SyncRetrievalStore(pg_url, embedder=HashingEmbedder()) as store:
         store.add_paths([docs_dir / "leave.md"], collection=collection_name)

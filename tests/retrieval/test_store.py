@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from tools.retrieval import (
+from harmonygraph.tools.retrieval import (
     DatabaseUnavailableError,
     DimensionMismatchError,
     EmbedderMismatchError,
@@ -20,7 +19,7 @@ from tools.retrieval import (
     UnknownCollectionError,
     document_from_text,
 )
-from tools.retrieval.schema import SCHEMA_VERSION, migrate
+from harmonygraph.tools.retrieval.schema import SCHEMA_VERSION, migrate
 
 pytestmark = pytest.mark.postgres
 
@@ -42,8 +41,7 @@ async def test_schema_is_versioned_and_migrations_are_idempotent(store: Retrieva
 
 async def test_upgrade_from_version_2_backfills_postings(pg_url: str) -> None:
     import psycopg
-
-    from tools.retrieval.schema import MIGRATIONS
+    from harmonygraph.tools.retrieval.schema import MIGRATIONS
 
     name = "hg_upgrade_test"
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:

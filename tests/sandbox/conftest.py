@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sandbox_testkit import sandbox_config
-
-from sandbox import (
+from harmonygraph.sandbox import (
     DockerSandbox,
     SandboxSession,
     SandboxUnavailableError,
 )
+from sandbox_testkit import sandbox_config
+
 from tests.ci import IN_CI
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sandbox import SandboxConfig, SandboxSession
+from harmonygraph.sandbox import SandboxConfig, SandboxSession
 
 # Code that catches KeyboardInterrupt: a timeout's SIGINT cannot stop it, so the
 # session has to be restarted. The outer loop catches an interrupt landing between tries.

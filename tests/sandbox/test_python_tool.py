@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harmonygraph.sandbox import DockerSandbox, LocalSandbox, SandboxConfig, SandboxPool
+from harmonygraph.tools.base import ToolContext, ToolOutput
+from harmonygraph.tools.python import PythonToolset
 from sandbox_testkit import SWALLOW_INTERRUPTS, sandbox_config
-
-from sandbox import DockerSandbox, LocalSandbox, SandboxConfig, SandboxPool
-from tools.base import ToolContext, ToolOutput
-from tools.python import PythonToolset
 
 
 async def _call(ts: PythonToolset, code: str, ctx: ToolContext) -> ToolOutput:

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from harmonygraph.sandbox import DockerSandbox
+from harmonygraph.sandbox.cli import app
 from typer.testing import CliRunner
-
-from sandbox import DockerSandbox
-from sandbox.cli import app
 
 runner = CliRunner()
 

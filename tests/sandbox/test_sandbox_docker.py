@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from harmonygraph.sandbox import DockerSandbox, SandboxClosedError, SandboxSession
+from harmonygraph.sandbox.docker_backend import LABEL as LABEL_DOCKER
 from sandbox_testkit import container_of, sandbox_config
-
-from sandbox import DockerSandbox, SandboxClosedError, SandboxSession
-from sandbox.docker_backend import LABEL as LABEL_DOCKER
 
 pytestmark = pytest.mark.docker
 
@@ -159,7 +158,7 @@ def test_dead_host_process_leaves_no_container(
     # notice (no timing is asserted, only the outcome).
     container = client.containers.get(cid)
     container.wait(timeout=60)
-    from sandbox.docker_backend import reap_stale_containers
+    from harmonygraph.sandbox.docker_backend import reap_stale_containers
 
     removed = reap_stale_containers(client)
     assert cid[:12] in removed

@@ -10,9 +10,8 @@ import os
 import socket
 
 import pytest
+from harmonygraph.sandbox import DockerSandbox, SandboxSession
 from sandbox_testkit import SWALLOW_INTERRUPTS, container_of, sandbox_config
-
-from sandbox import DockerSandbox, SandboxSession
 
 pytestmark = pytest.mark.docker
 
@@ -184,7 +183,7 @@ def test_kernel_cannot_reach_the_engine_or_escalate(session: SandboxSession) -> 
 
 
 def test_hostile_sessions_leave_no_containers(docker_sandbox: DockerSandbox) -> None:
-    from sandbox.docker_backend import LABEL
+    from harmonygraph.sandbox.docker_backend import LABEL
 
     s = docker_sandbox.start_session_sync()
     s.execute_sync("import os\nos._exit(1)")

@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from harmonygraph.sandbox import LocalSandbox, SandboxConfig, get_sandbox
 from sandbox_testkit import SWALLOW_INTERRUPTS
-
-from sandbox import LocalSandbox, SandboxConfig, get_sandbox
 
 HAS_BWRAP = shutil.which("bwrap") is not None
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from harmonygraph.sandbox import DockerSandbox, SandboxPool
 from sandbox_testkit import container_of, sandbox_config
-
-from sandbox import DockerSandbox, SandboxPool
 
 pytestmark = pytest.mark.docker
 
@@ -59,7 +58,7 @@ def test_restart_after_a_crash_takes_a_warm_kernel(docker_sandbox: DockerSandbox
 
 
 def test_pool_close_removes_its_warm_kernels(docker_sandbox: DockerSandbox) -> None:
-    from sandbox.docker_backend import LABEL
+    from harmonygraph.sandbox.docker_backend import LABEL
 
     pool = SandboxPool(docker_sandbox, size=2)
     assert pool.wait_ready(timeout=120)
@@ -84,9 +83,9 @@ async def test_async_acquire_and_release(docker_sandbox: DockerSandbox) -> None:
 
 def test_an_agent_warms_its_python_pool_when_built(docker_sandbox: DockerSandbox) -> None:
     """Its first run takes a kernel started in the background, and closing stops the pool."""
-    from agent import Agent
-    from agent.testing import ScriptedModel
-    from tools.python import PythonToolset
+    from harmonygraph import Agent
+    from harmonygraph.testing import ScriptedModel
+    from harmonygraph.tools.python import PythonToolset
 
     python = PythonToolset(sandbox=DockerSandbox(sandbox_config(pool_size=1)))
     model = ScriptedModel(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from sandbox import ExecError, ExecResult, SandboxConfig
-from sandbox.image import read_apt_source
+from harmonygraph.sandbox import ExecError, ExecResult, SandboxConfig
+from harmonygraph.sandbox.image import read_apt_source
 
 
 def test_config_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -71,7 +70,7 @@ def test_a_taker_waiting_on_a_failing_start_hears_of_it_at_once() -> None:
     import threading
     import time
 
-    from sandbox import SandboxError, SandboxPool
+    from harmonygraph.sandbox import SandboxError, SandboxPool
 
     class FailingSandbox:
         config = SandboxConfig(start_timeout_s=30, pool_size=1)

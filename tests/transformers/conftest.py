@@ -19,8 +19,9 @@ _VOCAB = Path(__file__).resolve().parents[3] / "shared" / "vocab"
 if "TIKTOKEN_ENCODINGS_BASE" not in os.environ and _VOCAB.is_dir():
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(_VOCAB)
 
-from agent.harmony.encoding import get_encoding  # noqa: E402
-from agent.models.transformers import TransformersModel  # noqa: E402
+from harmonygraph.harmony.encoding import get_encoding  # noqa: E402
+from harmonygraph.models.transformers import TransformersModel  # noqa: E402
+
 from tests.ci import require  # noqa: E402
 
 VOCAB_SIZE = 201_088

@@ -13,21 +13,20 @@ import warnings
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, Field, ValidationError
-
-from agent import Agent
-from agent.harmony.encoding import get_encoding
-from agent.harmony.messages import Message
-from agent.harmony.prompt import DeveloperConfig, ResponseFormat, SystemConfig
-from agent.models.base import ModelRequest, ModelSettings
-from agent.models.grammar import (
+from harmonygraph import Agent
+from harmonygraph.harmony.encoding import get_encoding
+from harmonygraph.harmony.messages import Message
+from harmonygraph.harmony.prompt import DeveloperConfig, ResponseFormat, SystemConfig
+from harmonygraph.models.base import ModelRequest, ModelSettings
+from harmonygraph.models.grammar import (
     FinalChannelWatcher,
     HarmonyJsonSchemaProcessor,
     SchemaGrammarError,
     close_objects,
     compile_json_schema,
 )
-from agent.models.transformers import TransformersModel
+from harmonygraph.models.transformers import TransformersModel
+from pydantic import BaseModel, Field, ValidationError
 
 from .conftest import ForceTokens
 

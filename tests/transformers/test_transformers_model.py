@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from agent import Agent
-from agent.harmony import ContentDelta, HeaderDone, MessageDone
-from agent.harmony.encoding import get_encoding
-from agent.harmony.messages import Message, Role
-from agent.harmony.prompt import DeveloperConfig, SystemConfig
-from agent.models.base import (
+from harmonygraph import Agent
+from harmonygraph.harmony import ContentDelta, HeaderDone, MessageDone
+from harmonygraph.harmony.encoding import get_encoding
+from harmonygraph.harmony.messages import Message, Role
+from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
+from harmonygraph.models.base import (
     Model,
     ModelError,
     ModelNotFoundError,
@@ -22,8 +21,9 @@ from agent.models.base import (
     ModelSettings,
     ResponseDone,
 )
-from agent.models.grammar import grammar_available
-from agent.models.transformers import TransformersModel
+from harmonygraph.models.grammar import grammar_available
+from harmonygraph.models.transformers import TransformersModel
+
 from tests.ci import require
 
 from .conftest import ForceTokens, Script

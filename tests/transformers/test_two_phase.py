@@ -11,11 +11,10 @@ from typing import Any
 
 import openai
 import pytest
-
-from agent.harmony import parse_completion_text
-from agent.harmony.encoding import get_encoding
-from agent.models.base import ModelSettings
-from agent.models.constrained import (
+from harmonygraph.harmony import parse_completion_text
+from harmonygraph.harmony.encoding import get_encoding
+from harmonygraph.models.base import ModelSettings
+from harmonygraph.models.constrained import (
     FINAL_OPEN,
     FINAL_OPENINGS,
     StructuredOutputStyle,
@@ -23,7 +22,7 @@ from agent.models.constrained import (
     cut_at_final_open,
     structured_output_body,
 )
-from agent.testing import FakeOpenAIServer
+from harmonygraph.testing import FakeOpenAIServer
 
 SCHEMA = {
     "type": "object",

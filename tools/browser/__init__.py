@@ -1,10 +1,10 @@
 """The harmony built-in `browser` tool: search, open and find over the web or local documents.
 
-from tools.browser import BrowserToolset, BrowserConfig
+from harmonygraph.tools.browser import BrowserToolset, BrowserConfig
 toolset = BrowserToolset(BrowserConfig.from_env())
 """
 
-from tools.browser.backends import (
+from harmonygraph.tools.browser.backends import (
     DDGSBackend,
     DocumentHit,
     DocumentSearch,
@@ -18,10 +18,15 @@ from tools.browser.backends import (
     SearxNGBackend,
     StoredDocument,
 )
-from tools.browser.citations import Reference, format_references, resolve_citations
-from tools.browser.config import BrowserConfig
-from tools.browser.extract import ExtractionError, extract_html, extract_pdf, extract_text
-from tools.browser.fetch import (
+from harmonygraph.tools.browser.citations import Reference, format_references, resolve_citations
+from harmonygraph.tools.browser.config import BrowserConfig
+from harmonygraph.tools.browser.extract import (
+    ExtractionError,
+    extract_html,
+    extract_pdf,
+    extract_text,
+)
+from harmonygraph.tools.browser.fetch import (
     BinaryContentError,
     FetchError,
     FetchPolicy,
@@ -31,9 +36,9 @@ from tools.browser.fetch import (
     SafeFetcher,
     URLRefusedError,
 )
-from tools.browser.history import BrowserHistory, CursorError
-from tools.browser.page import Link, PageContents, render_view
-from tools.browser.toolset import BrowserToolset, page_from_fetch
+from harmonygraph.tools.browser.history import BrowserHistory, CursorError
+from harmonygraph.tools.browser.page import Link, PageContents, render_view
+from harmonygraph.tools.browser.toolset import BrowserToolset, page_from_fetch
 
 __all__ = [
     "BinaryContentError",

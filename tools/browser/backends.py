@@ -298,7 +298,7 @@ class FolderDocumentSearch:
                 f"local search folder {self.root} does not exist; set "
                 "HARMONYGRAPH_LOCAL_SEARCH_DIR to a folder of .txt/.md/.html files"
             )
-        from tools.browser.extract import extract_html
+        from harmonygraph.tools.browser.extract import extract_html
 
         for path in sorted(self.root.rglob("*")):
             media_type = _SUFFIXES.get(path.suffix.lower())

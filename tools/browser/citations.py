@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tools.browser.history import BrowserHistory
-from tools.browser.page import PageContents, strip_links
+from harmonygraph.tools.browser.history import BrowserHistory
+from harmonygraph.tools.browser.page import PageContents, strip_links
 
 __all__ = ["CITATION", "Reference", "format_references", "resolve_citations"]
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from tools.base import ToolOutput
+    from harmonygraph.tools.base import ToolOutput
 
 app = typer.Typer(
     name="browse",
@@ -40,9 +40,9 @@ def _run(
     backend: str | None = None,
     as_json: bool = False,
 ) -> None:
-    from tools.base import ToolContext
-    from tools.browser.config import BrowserConfig
-    from tools.browser.toolset import BrowserToolset
+    from harmonygraph.tools.base import ToolContext
+    from harmonygraph.tools.browser.config import BrowserConfig
+    from harmonygraph.tools.browser.toolset import BrowserToolset
 
     try:
         config = BrowserConfig.from_env(search_backend=backend)

@@ -7,16 +7,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
-from tools.browser.backends import (
+from harmonygraph.tools.browser.backends import (
     DDGSBackend,
     FolderDocumentSearch,
     LocalBackend,
     SearchBackend,
     SearxNGBackend,
 )
-from tools.browser.fetch import FetchPolicy
+from harmonygraph.tools.browser.fetch import FetchPolicy
+from pydantic import BaseModel, Field
 
 __all__ = ["BackendName", "BrowserConfig"]
 
@@ -106,7 +105,7 @@ class BrowserConfig(BaseModel):
             return LocalBackend(FolderDocumentSearch(self.local_search_dir))
         if self.local_collection:
             try:
-                from tools.retrieval.browse import StoreDocuments
+                from harmonygraph.tools.retrieval.browse import StoreDocuments
             except ImportError as exc:
                 raise ValueError(
                     "HARMONYGRAPH_LOCAL_COLLECTION needs the retrieval extra: "

@@ -16,8 +16,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import lxml.etree
 import lxml.html
-
-from tools.browser.page import Link, PageContents
+from harmonygraph.tools.browser.page import Link, PageContents
 
 __all__ = [
     "ExtractionError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tools.browser.page import PageContents
+from harmonygraph.tools.browser.page import PageContents
 
 __all__ = ["BrowserHistory", "CursorError"]
 

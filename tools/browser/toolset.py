@@ -8,15 +8,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pydantic
+from harmonygraph.tools.base import (
+    ArgumentError,
+    Tool,
+    ToolContext,
+    ToolOutput,
+    Toolset,
+    parse_json_arguments,
+)
+from harmonygraph.tools.browser.backends import (
+    DocumentStore,
+    SearchBackend,
+    SearchError,
+    StoredDocument,
+)
+from harmonygraph.tools.browser.config import BrowserConfig
+from harmonygraph.tools.browser.extract import (
+    ExtractionError,
+    extract_html,
+    extract_pdf,
+    extract_text,
+)
+from harmonygraph.tools.browser.fetch import (
+    PDF_TYPES,
+    FetchError,
+    FetchResult,
+    SafeFetcher,
+    decode_body,
+)
+from harmonygraph.tools.browser.history import BrowserHistory, CursorError
+from harmonygraph.tools.browser.page import Link, PageContents, domain_of, render_view, strip_links
 from openai_harmony import ToolNamespaceConfig
-
-from tools.base import ArgumentError, Tool, ToolContext, ToolOutput, Toolset, parse_json_arguments
-from tools.browser.backends import DocumentStore, SearchBackend, SearchError, StoredDocument
-from tools.browser.config import BrowserConfig
-from tools.browser.extract import ExtractionError, extract_html, extract_pdf, extract_text
-from tools.browser.fetch import PDF_TYPES, FetchError, FetchResult, SafeFetcher, decode_body
-from tools.browser.history import BrowserHistory, CursorError
-from tools.browser.page import Link, PageContents, domain_of, render_view, strip_links
 
 __all__ = ["BrowserToolset", "FindArgs", "OpenArgs", "SearchArgs", "page_from_fetch"]
 

@@ -7,8 +7,8 @@
 Heavy dependencies (psycopg, pgvector, pgserver, torch) load only when used.
 """
 
-from tools.retrieval.chunking import Chunk, chunk_text
-from tools.retrieval.db import (
+from harmonygraph.tools.retrieval.chunking import Chunk, chunk_text
+from harmonygraph.tools.retrieval.db import (
     DbStatus,
     database_url,
     embedded_status,
@@ -16,14 +16,14 @@ from tools.retrieval.db import (
     start_embedded,
     stop_embedded,
 )
-from tools.retrieval.embeddings import (
+from harmonygraph.tools.retrieval.embeddings import (
     Embedder,
     HashingEmbedder,
     OpenAIEmbedder,
     SentenceTransformerEmbedder,
     embedder_from_spec,
 )
-from tools.retrieval.errors import (
+from harmonygraph.tools.retrieval.errors import (
     DatabaseUnavailableError,
     DimensionMismatchError,
     DocumentError,
@@ -38,8 +38,13 @@ from tools.retrieval.errors import (
     UnreadableDocumentError,
     UnsupportedFileError,
 )
-from tools.retrieval.loaders import LoadedDocument, document_from_text, load_bytes, load_path
-from tools.retrieval.store import (
+from harmonygraph.tools.retrieval.loaders import (
+    LoadedDocument,
+    document_from_text,
+    load_bytes,
+    load_path,
+)
+from harmonygraph.tools.retrieval.store import (
     Collection,
     IngestProgress,
     IngestResult,
@@ -47,8 +52,8 @@ from tools.retrieval.store import (
     SearchHit,
     SearchMode,
 )
-from tools.retrieval.sync import SyncRetrievalStore
-from tools.retrieval.tool import RetrievalToolset, format_hits, retrieval_tools
+from harmonygraph.tools.retrieval.sync import SyncRetrievalStore
+from harmonygraph.tools.retrieval.tool import RetrievalToolset, format_hits, retrieval_tools
 
 __all__ = [
     "Chunk",

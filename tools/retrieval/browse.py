@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from tools.browser.backends import StoredDocument
-from tools.retrieval.store import RetrievalStore, SearchHit, SearchMode
+from harmonygraph.tools.browser.backends import StoredDocument
+from harmonygraph.tools.retrieval.store import RetrievalStore, SearchHit, SearchMode
 
 __all__ = ["StoreDocuments"]
 

@@ -36,9 +36,9 @@ def _fail(message: str, as_json: bool, code: int = 1) -> None:
 @db_app.command("start")
 def db_start(as_json: JsonOpt = False) -> None:
     """Start the embedded Postgres (a no-op when it runs) and create the schema."""
-    from tools.retrieval.db import embedded_pgdata, embedded_status, start_embedded
-    from tools.retrieval.errors import RetrievalError
-    from tools.retrieval.store import RetrievalStore
+    from harmonygraph.tools.retrieval.db import embedded_pgdata, embedded_status, start_embedded
+    from harmonygraph.tools.retrieval.errors import RetrievalError
+    from harmonygraph.tools.retrieval.store import RetrievalStore
 
     try:
         url = start_embedded()
@@ -63,7 +63,7 @@ def db_start(as_json: JsonOpt = False) -> None:
 @db_app.command("status")
 def db_status(as_json: JsonOpt = False) -> None:
     """Whether the embedded Postgres runs, where, and which database is in use."""
-    from tools.retrieval.db import embedded_status
+    from harmonygraph.tools.retrieval.db import embedded_status
 
     status = embedded_status()
     out: dict[str, Any] = status.to_dict()
@@ -82,7 +82,7 @@ def db_status(as_json: JsonOpt = False) -> None:
 @db_app.command("stop")
 def db_stop(as_json: JsonOpt = False) -> None:
     """Stop the embedded Postgres; its data stays in the data folder."""
-    from tools.retrieval.db import embedded_status, stop_embedded
+    from harmonygraph.tools.retrieval.db import embedded_status, stop_embedded
 
     stopped = stop_embedded()
     if as_json:
@@ -92,8 +92,8 @@ def db_stop(as_json: JsonOpt = False) -> None:
 
 
 def _store(embedder: str | None) -> Any:
-    from tools.retrieval.embeddings import embedder_from_spec
-    from tools.retrieval.store import RetrievalStore
+    from harmonygraph.tools.retrieval.embeddings import embedder_from_spec
+    from harmonygraph.tools.retrieval.store import RetrievalStore
 
     return RetrievalStore(embedder=embedder_from_spec(embedder) if embedder else None)
 
@@ -118,10 +118,9 @@ def index_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Index files: text, Markdown, HTML, PDF, CSV, JSON. Unchanged files are skipped."""
+    from harmonygraph.tools.retrieval.errors import RetrievalError
+    from harmonygraph.tools.retrieval.store import IngestProgress, IngestResult
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from tools.retrieval.errors import RetrievalError
-    from tools.retrieval.store import IngestProgress, IngestResult
 
     async def run() -> list[IngestResult]:
         progress = Progress(
@@ -180,8 +179,8 @@ def index_search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search a collection; prints hits with their citation ids."""
-    from tools.retrieval.errors import RetrievalError
-    from tools.retrieval.tool import format_hits
+    from harmonygraph.tools.retrieval.errors import RetrievalError
+    from harmonygraph.tools.retrieval.tool import format_hits
 
     if mode not in ("vector", "text", "hybrid"):
         _fail(f"unknown mode {mode!r}: use vector, text or hybrid", as_json, 2)
@@ -218,7 +217,7 @@ def index_search(
 @index_app.command("collections")
 def index_collections(as_json: JsonOpt = False) -> None:
     """List collections with their embedder and sizes."""
-    from tools.retrieval.errors import RetrievalError
+    from harmonygraph.tools.retrieval.errors import RetrievalError
 
     async def run() -> Any:
         async with _store(None) as store:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.retrieval.errors import DatabaseUnavailableError
+from harmonygraph.tools.retrieval.errors import DatabaseUnavailableError
 
 __all__ = [
     "DbStatus",

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-from tools.retrieval.errors import DimensionMismatchError, EmbeddingError
+from harmonygraph.tools.retrieval.errors import DimensionMismatchError, EmbeddingError
 
 __all__ = [
     "Embedder",

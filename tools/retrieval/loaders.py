@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.retrieval.errors import (
+from harmonygraph.tools.retrieval.errors import (
     EmptyDocumentError,
     FileTooLargeError,
     UnreadableDocumentError,

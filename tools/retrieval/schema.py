@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.retrieval.errors import DatabaseUnavailableError, ExtensionUnavailableError
+from harmonygraph.tools.retrieval.errors import DatabaseUnavailableError, ExtensionUnavailableError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "collection_index_sql", "migrate"]
 

@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, Field
-
-from tools.retrieval.chunking import Chunk, chunk_text, fit_to_window
-from tools.retrieval.db import database_url
-from tools.retrieval.embeddings import Embedder, check_embeddings, embedder_from_spec
-from tools.retrieval.errors import (
+from harmonygraph.tools.retrieval.chunking import Chunk, chunk_text, fit_to_window
+from harmonygraph.tools.retrieval.db import database_url
+from harmonygraph.tools.retrieval.embeddings import Embedder, check_embeddings, embedder_from_spec
+from harmonygraph.tools.retrieval.errors import (
     DatabaseUnavailableError,
     DimensionMismatchError,
     DocumentError,
@@ -38,14 +36,15 @@ from tools.retrieval.errors import (
     RetrievalError,
     UnknownCollectionError,
 )
-from tools.retrieval.loaders import (
+from harmonygraph.tools.retrieval.loaders import (
     DEFAULT_MAX_BYTES,
     FORMATS,
     LoadedDocument,
     document_from_text,
     load_path,
 )
-from tools.retrieval.schema import collection_index_sql, migrate
+from harmonygraph.tools.retrieval.schema import collection_index_sql, migrate
+from pydantic import BaseModel, Field
 
 __all__ = [
     "Collection",

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import numpy as np
-
-from tools.retrieval.embeddings import Embedder
-from tools.retrieval.loaders import LoadedDocument
-from tools.retrieval.store import (
+from harmonygraph.tools.retrieval.embeddings import Embedder
+from harmonygraph.tools.retrieval.loaders import LoadedDocument
+from harmonygraph.tools.retrieval.store import (
     Collection,
     Filters,
     Fusion,

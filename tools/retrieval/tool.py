@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tools.base import FunctionTool, Tool, ToolContext, ToolError, ToolOutput, Toolset
-from tools.retrieval.errors import (
+from harmonygraph.tools.base import FunctionTool, Tool, ToolContext, ToolError, ToolOutput, Toolset
+from harmonygraph.tools.retrieval.errors import (
     DatabaseUnavailableError,
     InvalidFilterError,
     RetrievalError,
     UnknownCollectionError,
 )
-from tools.retrieval.store import RetrievalStore, SearchHit
+from harmonygraph.tools.retrieval.store import RetrievalStore, SearchHit
 
 __all__ = ["RetrievalToolset", "format_hits", "retrieval_tools"]
 
