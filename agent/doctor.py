@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 __all__ = ["Check", "run_checks"]
@@ -59,44 +57,22 @@ def _model(base_url: str | None) -> Check:
 
 
 def _docker() -> Check:
-    if not shutil.which("docker"):
-        return Check(
-            "docker",
-            False,
-            "no docker client: install docker.io (the sandbox falls back to "
-            "HARMONYGRAPH_SANDBOX=local, which is weaker)",
-        )
+    """Asks the sandbox itself: the same engine, image and settings a run would use."""
+    from harmonygraph.sandbox import DockerSandbox, SandboxConfig, SandboxError
+
+    sandbox = DockerSandbox(SandboxConfig.from_env())
     try:
-        proc = subprocess.run(
-            ["docker", "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except subprocess.TimeoutExpired:
-        return Check("docker", False, "`docker info` hung: is the engine starting?")
-    if proc.returncode != 0:
+        info = sandbox.check()
+    except SandboxError as exc:
+        return Check("docker", False, f"{exc} (or use HARMONYGRAPH_SANDBOX=local, which is weaker)")
+    except Exception as exc:  # the engine's own errors (API, socket, permissions)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Check(
-            "docker",
-            False,
-            "no Docker engine answers: start one (as root: dockerd --iptables=false "
+            "docker", False,
+            f"no Docker engine answers ({first}): start one (as root: dockerd --iptables=false "
             "--bridge=none &) or use HARMONYGRAPH_SANDBOX=local",
-        )
-    image = os.environ.get("HARMONYGRAPH_SANDBOX_IMAGE", "harmonygraph-sandbox:0.1")
-    have = (
-        subprocess.run(
-            ["docker", "image", "inspect", image], capture_output=True, timeout=10
-        ).returncode
-        == 0
-    )
-    if not have:
-        return Check(
-            "docker",
-            False,
-            f"engine {proc.stdout.strip()} answers, but image {image} is missing: "
-            "run `harmonygraph sandbox build`",
-        )
-    return Check("docker", True, f"engine {proc.stdout.strip()}, image {image} present")
+        )  # fmt: skip
+    return Check("docker", True, f"engine {info['engine']}, image {info['image']} present")
 
 
 def _postgres() -> Check:

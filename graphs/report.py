@@ -53,7 +53,7 @@ from harmonygraph.graphs.report_models import (
     SectionPlan,
     Synthesis,
 )
-from harmonygraph.graphs.sources import SourceLedger, check_draft
+from harmonygraph.graphs.sources import CheckResult, SourceLedger, check_draft
 from harmonygraph.harmony.messages import Message
 from harmonygraph.models.base import Model
 from harmonygraph.tools.base import Tool, Toolset
@@ -64,6 +64,8 @@ __all__ = [
     "ASSEMBLE_INSTRUCTIONS",
     "PLAN_INSTRUCTIONS",
     "SECTION_INSTRUCTIONS",
+    "CheckedRun",
+    "CitationsRejected",
     "ProgressCallback",
     "ReportError",
     "ReportEvent",
@@ -77,7 +79,9 @@ __all__ = [
     "Timings",
     "ToolActivity",
     "build_report_graph",
+    "emit_progress",
     "generate_report",
+    "run_checked",
 ]
 
 Stage = Literal[
@@ -221,10 +225,15 @@ class ReportRuntime:
     timings: Timings = field(default_factory=Timings)
 
     async def emit(self, event: ReportEvent) -> None:
-        if self.progress is not None:
-            out = self.progress(event)
-            if inspect.isawaitable(out):
-                await out
+        await emit_progress(self.progress, event)
+
+
+async def emit_progress(progress: ProgressCallback | None, event: ReportEvent) -> None:
+    """Hand `event` to a sync or async progress callback, if there is one."""
+    if progress is not None:
+        out = progress(event)
+        if inspect.isawaitable(out):
+            await out
 
 
 @dataclass
@@ -339,7 +348,7 @@ async def plan_node(state: ReportState, config: RunnableConfig) -> dict[str, Any
         raise ReportError(
             f"planning the report failed: {exc}. Check the model server (or the trace) and retry."
         ) from exc
-    outline: Outline = result.output  # type: ignore[assignment]
+    outline: Outline = result.output
     warnings = list(state.get("warnings", []))
     for s in outline.sections:
         missing = [
@@ -385,6 +394,62 @@ def _feedback(errors: list[str], ledger: SourceLedger) -> str:
     )
 
 
+@dataclass
+class CheckedRun:
+    """An agent run whose answer passed the citation check (or was declined, `check` None)."""
+
+    result: RunResult[Any]
+    ledger: SourceLedger
+    check: CheckResult | None
+    attempts: int
+
+
+class CitationsRejected(RuntimeError):
+    """The answer's citations still failed the check after every retry."""
+
+    def __init__(self, errors: list[str], result: RunResult[Any], attempts: int) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+        self.result = result
+        self.attempts = attempts
+
+
+async def run_checked(
+    rt: ReportRuntime,
+    stage: Stage,
+    agent: Agent[Any],
+    prompt: str,
+    *,
+    ledger: SourceLedger,
+    draft_of: Callable[[Any], SectionDraft | None],
+    feedback: Callable[[list[str], SourceLedger], str],
+) -> CheckedRun:
+    """Run `agent`, check its answer's citations against the sources it saw, and send the
+    problems back (`feedback`) up to `rt.max_citation_retries` times.
+
+    `draft_of` turns the validated output into the draft to check, or None when the answer
+    declines (a section the sources do not support): that ends the loop unchecked. Agent
+    errors propagate; `CitationsRejected` when the retries are spent.
+    """
+    history: list[Message] = []
+    next_prompt: str | None = prompt
+    errors: list[str] = []
+    attempts = rt.max_citation_retries + 1
+    for attempt in range(1, attempts + 1):
+        result = await _run(rt, stage, agent, next_prompt, history)
+        ledger = ledger.merge(SourceLedger.from_trace_records(result.trace.records))
+        draft = draft_of(result.output)
+        if draft is None:
+            return CheckedRun(result, ledger, None, attempt)
+        check = check_draft(draft, ledger)
+        if not check.errors:
+            return CheckedRun(result, ledger, check, attempt)
+        errors = check.errors
+        history = [*result.messages, Message.user(feedback(errors, ledger))]
+        next_prompt = None
+    raise CitationsRejected(errors, result, attempts)
+
+
 async def write_section(rt: ReportRuntime, outline: Outline, index: int) -> Section:
     """One section: the agent run, then the citation check and its retries."""
     plan = outline.sections[index]
@@ -394,52 +459,35 @@ async def write_section(rt: ReportRuntime, outline: Outline, index: int) -> Sect
     agent = _agent(
         rt, f"section-{index + 1}-{plan.id}", SectionDraft, SECTION_INSTRUCTIONS, _dedupe(tools)
     )
-    ledger = rt.prior_sources
-    history: list[Message] = []
-    prompt: str | None = _section_prompt(rt, outline, plan, index)
-    errors: list[str] = []
-    for attempt in range(1, rt.max_citation_retries + 2):
-        try:
-            result = await _run(rt, "sections", agent, prompt, history)
-        except OutputValidationError as exc:
-            return _unsupported(
-                plan,
-                index,
-                f"the answer never matched the section format ({'; '.join(exc.errors)[:300]})",
-                attempt,
-            )
-        except AgentModelError as exc:
-            return _unsupported(plan, index, f"the model could not be called ({exc})", attempt)
-        except AgentRunError as exc:
-            return _unsupported(plan, index, f"the run stopped before an answer ({exc})", attempt)
-        ledger = ledger.merge(SourceLedger.from_trace_records(result.trace.records))
-        draft: SectionDraft = result.output  # type: ignore[assignment]
-        if not draft.supported:
-            return _unsupported(
-                plan,
-                index,
-                draft.unsupported_reason or "the model found no sources for it",
-                attempt,
-            )
-        check = check_draft(draft, ledger)
-        if not check.errors:
-            return Section(
-                id=plan.id,
-                title=plan.title,
-                body=draft.body.strip(),
-                citations=check.citations,
-                figures=check.figures,
-                needs=list(plan.needs),
-                attempts=attempt,
-            )
-        errors = check.errors
-        history = [*result.messages, Message.user(_feedback(errors, ledger))]
-        prompt = None
-    return _unsupported(
-        plan,
-        index,
-        "its citations could not be verified against the sources seen: " + "; ".join(errors)[:500],
-        rt.max_citation_retries + 1,
+    try:
+        done = await run_checked(
+            rt, "sections", agent, _section_prompt(rt, outline, plan, index),
+            ledger=rt.prior_sources,
+            draft_of=lambda draft: draft if draft.supported else None,
+            feedback=_feedback,
+        )  # fmt: skip
+    except CitationsRejected as exc:
+        reason = "its citations could not be verified against the sources seen: "
+        return _unsupported(plan, index, reason + str(exc)[:500], exc.attempts)
+    except OutputValidationError as exc:
+        reason = f"the answer never matched the section format ({'; '.join(exc.errors)[:300]})"
+        return _unsupported(plan, index, reason, 1)
+    except AgentModelError as exc:
+        return _unsupported(plan, index, f"the model could not be called ({exc})", 1)
+    except AgentRunError as exc:
+        return _unsupported(plan, index, f"the run stopped before an answer ({exc})", 1)
+    draft: SectionDraft = done.result.output
+    if done.check is None:
+        reason = draft.unsupported_reason or "the model found no sources for it"
+        return _unsupported(plan, index, reason, done.attempts)
+    return Section(
+        id=plan.id,
+        title=plan.title,
+        body=draft.body.strip(),
+        citations=done.check.citations,
+        figures=done.check.figures,
+        needs=list(plan.needs),
+        attempts=done.attempts,
     )
 
 
@@ -597,7 +645,7 @@ async def assemble_node(state: ReportState, config: RunnableConfig) -> dict[str,
             except AgentRunError as exc:
                 warnings.append(f"the summary could not be written: {exc}")
                 break
-            candidate: Synthesis = result.output  # type: ignore[assignment]
+            candidate: Synthesis = result.output
             problems = _synthesis_problems(candidate, {r.number for r in refs})
             if not problems:
                 synthesis = candidate

@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harmonygraph.agent import Agent, AgentRunError, RunResult
+from harmonygraph.agent import Agent, AgentRunError
 from harmonygraph.graphs.deliver import (
     DeliveryError,
     Destination,
@@ -42,6 +42,7 @@ from harmonygraph.graphs.deliver import (
     deliver,
 )
 from harmonygraph.graphs.report import (
+    CitationsRejected,
     ProgressCallback,
     ReportError,
     ReportResult,
@@ -50,11 +51,12 @@ from harmonygraph.graphs.report import (
     StageDone,
     StageStarted,
     Timings,
-    ToolActivity,
+    emit_progress,
     generate_report,
+    run_checked,
 )
 from harmonygraph.graphs.report_models import FigureDraft, Need, SectionDraft
-from harmonygraph.graphs.sources import SourceLedger, check_draft
+from harmonygraph.graphs.sources import SourceLedger
 from harmonygraph.graphs.survey_data import (
     InsufficientResponsesError,
     PreprocessReport,
@@ -62,7 +64,6 @@ from harmonygraph.graphs.survey_data import (
     SurveyError,
     load_survey,
 )
-from harmonygraph.harmony.messages import Message
 from harmonygraph.models.base import Model
 from harmonygraph.tools.base import Tool, ToolContext, ToolOutput, Toolset
 from harmonygraph.tools.python import STATE_KEY as PYTHON_STATE
@@ -77,7 +78,6 @@ __all__ = [
     "PipelineError",
     "PipelineResult",
     "SurveyPythonToolset",
-    "choose_sandbox",
     "run_survey_pipeline",
 ]
 
@@ -167,37 +167,6 @@ class SurveyPythonToolset(PythonToolset):
                 saved[name] = hashlib.sha256(data).hexdigest()
 
 
-async def choose_sandbox() -> tuple[Any, str]:
-    """The Docker sandbox when an engine answers and the image is there, else the local one.
-
-    `HARMONYGRAPH_SANDBOX` set: that backend, no fallback. The fallback is said plainly in
-    the description returned (the pipeline turns it into a warning).
-    """
-    import os
-
-    from harmonygraph.sandbox import DockerSandbox, LocalSandbox, SandboxConfig, get_sandbox
-
-    config = SandboxConfig.from_env()
-    if os.environ.get("HARMONYGRAPH_SANDBOX"):
-        sandbox = get_sandbox(config)
-        return sandbox, f"{config.backend} sandbox (HARMONYGRAPH_SANDBOX)"
-    docker = DockerSandbox(config)
-    try:
-        await asyncio.to_thread(docker.check)
-        return docker, "Docker sandbox"
-    except Exception as exc:  # no engine, no image, no permission, no SDK: all fall back
-        local = LocalSandbox(config.model_copy(update={"backend": "local"}))
-        reason = str(exc).splitlines()[0][:200]
-        return local, f"LOCAL sandbox, not Docker ({reason}): weaker isolation"
-
-
-async def _emit(progress: ProgressCallback | None, event: Any) -> None:
-    if progress is not None:
-        out = progress(event)
-        if asyncio.iscoroutine(out):
-            await out
-
-
 def _brief(data: SurveyData, docs: bool) -> str:
     r = data.report
     plans = sorted({x.plan for x in data.responses})
@@ -213,67 +182,40 @@ def _brief(data: SurveyData, docs: bool) -> str:
 
 
 async def _analyse(
-    model: Model,
-    python: Toolset,
-    ledger: SourceLedger,
-    *,
-    reasoning: str,
-    current_date: str | None,
-    work_dir: Path,
-    retries: int,
-    timings: Timings,
-    progress: ProgressCallback | None,
+    rt: ReportRuntime, python: Toolset, ledger: SourceLedger
 ) -> tuple[AnalysisSummary, SourceLedger]:
+    """The analysis run, its findings' citations checked like a section's."""
     agent: Agent[AnalysisSummary] = Agent(
-        model, [python], instructions=ANALYSIS_INSTRUCTIONS, reasoning=reasoning, output_type=AnalysisSummary,
-        name="analysis", current_date=current_date, checkpointer=None, artifacts_dir=work_dir / "artifacts" / "analysis",
+        rt.model, [python], instructions=ANALYSIS_INSTRUCTIONS, reasoning=rt.reasoning,
+        output_type=AnalysisSummary, name="analysis", current_date=rt.current_date,
+        checkpointer=None, artifacts_dir=rt.work_dir / "artifacts" / "analysis",
     )  # fmt: skip
-    prompt: str | None = (
+    prompt = (
         "Analyse the survey in /mnt/data/responses.csv: overall NPS with its promoter/passive/detractor "
         "shares, NPS by plan and by region, and how the four Likert items differ between promoters and "
         "detractors. Save the tables and charts you need for the report."
     )
-    history: list[Message] = []
-    errors: list[str] = []
-    from harmonygraph.events import RunDone, ToolCallEvent, ToolResultEvent
+    try:
+        done = await run_checked(
+            rt, "analysis", agent, prompt, ledger=ledger, draft_of=_findings_draft,
+            feedback=_findings_feedback,
+        )  # fmt: skip
+    except CitationsRejected as exc:
+        raise AgentRunError(
+            "the analysis' findings cite files it never saved: " + str(exc), exc.result
+        ) from None
+    return done.result.output, done.ledger
 
-    last: RunResult[Any] | None = None
-    for _ in range(retries + 1):
-        result: RunResult[Any] | None = None
-        try:
-            async for event in agent.astream(prompt, message_history=history):
-                if isinstance(event, ToolCallEvent):
-                    await _emit(progress, ToolActivity("analysis", event.recipient, "called"))
-                elif isinstance(event, ToolResultEvent):
-                    await _emit(
-                        progress,
-                        ToolActivity("analysis", event.recipient, event.status, event.duration_s),
-                    )
-                elif isinstance(event, RunDone):
-                    result = event.result
-        except AgentRunError as exc:
-            timings.add_run(exc.result)
-            raise
-        assert result is not None
-        last = result
-        timings.add_run(result)
-        ledger = ledger.merge(SourceLedger.from_trace_records(result.trace.records))
-        summary: AnalysisSummary = result.output  # type: ignore[assignment]
-        draft = SectionDraft(
-            title="Analysis", body="\n".join(summary.findings), figures=summary.charts
-        )
-        check = check_draft(draft, ledger)
-        if not check.errors:
-            return summary, ledger
-        errors = check.errors
-        history = [*result.messages, Message.user(
-            "Your findings cannot be accepted:\n" + "\n".join(f"- {e}" for e in errors)
-            + f"\n\nFiles you saved:\n{ledger.describe()}\n\nCite only those files. Reply with only the corrected JSON object."
-        )]  # fmt: skip
-        prompt = None
-    assert last is not None
-    raise AgentRunError(
-        "the analysis' findings cite files it never saved: " + "; ".join(errors), last
+
+def _findings_draft(summary: AnalysisSummary) -> SectionDraft:
+    return SectionDraft(title="Analysis", body="\n".join(summary.findings), figures=summary.charts)
+
+
+def _findings_feedback(errors: list[str], ledger: SourceLedger) -> str:
+    return (
+        "Your findings cannot be accepted:\n" + "\n".join(f"- {e}" for e in errors)
+        + f"\n\nFiles you saved:\n{ledger.describe()}\n\nCite only those files. "
+        "Reply with only the corrected JSON object."
     )
 
 
@@ -346,7 +288,8 @@ async def run_survey_pipeline(
 ) -> PipelineResult:
     """Run the survey pipeline end to end; returns where everything went.
 
-    `sandbox`: "auto" (Docker if it answers, else local, said in a warning), a `Sandbox`,
+    `sandbox`: "auto" (Docker if it answers, else the local sandbox, said in a warning: see
+    `harmonygraph.sandbox.choose_sandbox`), a `Sandbox`,
     or None (no python: data sections cite the preprocessing output only). `store`:
     "embedded" (the embedded Postgres), an open `RetrievalStore`, or None (no documents).
     The report is rendered in `work_dir` (a fresh temporary folder by default) and then
@@ -361,11 +304,11 @@ async def run_survey_pipeline(
         result.warnings.append(
             f"the output folder cannot be written ({problem}); the report will stay in {work}"
         )
-        await _emit(progress, ReportWarning("preprocess", result.warnings[-1]))
+        await emit_progress(progress, ReportWarning("preprocess", result.warnings[-1]))
 
     # -- preprocess ------------------------------------------------------------------
     t0 = time.perf_counter()
-    await _emit(progress, StageStarted("preprocess", str(input_path)))
+    await emit_progress(progress, StageStarted("preprocess", str(input_path)))
     try:
         data = await asyncio.to_thread(load_survey, input_path, min_responses=min_responses)
     except InsufficientResponsesError as exc:
@@ -376,7 +319,7 @@ async def run_survey_pipeline(
         raise PipelineError(str(exc), result) from exc
     result.preprocess = data.report
     result.kept = await _keep_preprocess(data, work, dest, result)
-    await _emit(progress, StageDone("preprocess", f"{data.report.rows_kept} of {data.report.rows_read} rows kept",
+    await emit_progress(progress, StageDone("preprocess", f"{data.report.rows_kept} of {data.report.rows_read} rows kept",
                                     time.perf_counter() - t0))  # fmt: skip
     csv_bytes = data.to_csv().encode()
     ledger = SourceLedger()
@@ -385,23 +328,26 @@ async def run_survey_pipeline(
 
     # -- ingest, sandbox ---------------------------------------------------------------
     t0 = time.perf_counter()
-    await _emit(progress, StageStarted("ingest", str(frameworks or "")))
+    await emit_progress(progress, StageStarted("ingest", str(frameworks or "")))
     before = len(result.warnings)
     store_obj, result.documents, owns_store = await _open_store(
         store, Path(frameworks) if frameworks else None, result.warnings
     )
     for w in result.warnings[before:]:
-        await _emit(progress, ReportWarning("ingest", w))
-    await _emit(
+        await emit_progress(progress, ReportWarning("ingest", w))
+    await emit_progress(
         progress, StageDone("ingest", f"{result.documents} documents", time.perf_counter() - t0)
     )
     python: SurveyPythonToolset | None = None
     if sandbox is not None:
         if sandbox == "auto":
-            sandbox, result.sandbox = await choose_sandbox()
-            if result.sandbox.startswith("LOCAL"):
+            from harmonygraph.sandbox import choose_sandbox
+
+            choice = await asyncio.to_thread(choose_sandbox, fallback_to_local=True)
+            sandbox, result.sandbox = choice.sandbox, choice.description
+            if choice.fallback_reason is not None:
                 result.warnings.append(f"using the {result.sandbox}")
-                await _emit(progress, ReportWarning("analysis", result.warnings[-1]))
+                await emit_progress(progress, ReportWarning("analysis", result.warnings[-1]))
         else:
             result.sandbox = f"{type(sandbox).__name__}"
         python = SurveyPythonToolset({DATA_FILE: csv_bytes}, sandbox=sandbox)
@@ -418,33 +364,29 @@ async def run_survey_pipeline(
 
     try:
         # -- analysis ----------------------------------------------------------------------
-        findings: list[str] = []
+        runtime = ReportRuntime(
+            model=model, brief=_brief(data, store_obj is not None), work_dir=work, tools=tools, destination=dest,
+            prior_sources=ledger, notes=data.report.notes(), reasoning=reasoning, current_date=current_date,
+            max_citation_retries=max_citation_retries, progress=progress, timings=result.timings,
+        )  # fmt: skip
+        # -- analysis ----------------------------------------------------------------------
         if python is not None:
             t0 = time.perf_counter()
-            await _emit(progress, StageStarted("analysis", result.sandbox))
+            await emit_progress(progress, StageStarted("analysis", result.sandbox))
             try:
-                summary, ledger = await _analyse(
-                    model, python, ledger, reasoning=reasoning, current_date=current_date, work_dir=work,
-                    retries=max_citation_retries, timings=result.timings, progress=progress,
-                )  # fmt: skip
+                summary, runtime.prior_sources = await _analyse(runtime, python, ledger)
             except AgentRunError as exc:
                 raise PipelineError(
                     f"the analysis failed: {exc}. Kept: {', '.join(result.kept)}", result
                 ) from exc
-            findings = summary.findings
-            result.findings = findings
-            await _emit(
+            result.findings = summary.findings
+            runtime.context = "\n".join(f"- {f}" for f in summary.findings)
+            await emit_progress(
                 progress,
-                StageDone("analysis", f"{len(findings)} findings", time.perf_counter() - t0),
+                StageDone("analysis", f"{len(summary.findings)} findings", time.perf_counter() - t0),
             )
 
         # -- report ----------------------------------------------------------------------
-        runtime = ReportRuntime(
-            model=model, brief=_brief(data, store_obj is not None), work_dir=work, tools=tools, destination=dest,
-            prior_sources=ledger, context="\n".join(f"- {f}" for f in findings), notes=data.report.notes(),
-            reasoning=reasoning, current_date=current_date, max_citation_retries=max_citation_retries,
-            progress=progress, timings=result.timings,
-        )  # fmt: skip
         try:
             result.report = await generate_report(runtime)
         except ReportError as exc:

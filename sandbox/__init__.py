@@ -23,7 +23,7 @@ from .errors import (
     SandboxStartError,
     SandboxUnavailableError,
 )
-from .factory import get_sandbox
+from .factory import SandboxChoice, choose_sandbox, get_sandbox
 from .local_backend import LocalSandbox
 from .pool import SandboxPool
 from .results import ExecError, ExecResult, ExecStatus, SandboxFile
@@ -42,6 +42,7 @@ __all__ = [
     "KernelProcess",
     "LocalSandbox",
     "Sandbox",
+    "SandboxChoice",
     "SandboxClosedError",
     "SandboxConfig",
     "SandboxError",
@@ -50,6 +51,7 @@ __all__ = [
     "SandboxSession",
     "SandboxStartError",
     "SandboxUnavailableError",
+    "choose_sandbox",
     "get_sandbox",
     "harmonygraph_home",
 ]

@@ -98,7 +98,7 @@ def test_chat_shows_tool_calls_as_they_happen_and_hides_reasoning(tmp_path: Path
             COLUMNS="120",
             TERM="dumb",
             HARMONYGRAPH_SEARCH_BACKEND="local",
-            HARMONYGRAPH_LOCAL_SEARCH_DIR=str(ROOT / "examples" / "survey" / "frameworks"),
+            HARMONYGRAPH_LOCAL_SEARCH_DIR=str(ROOT / "graphs" / "survey_demo" / "frameworks"),
         )
         child = pexpect.spawn(
             sys.executable,
