@@ -286,16 +286,22 @@ def replay(
 ) -> None:
     """Re-run a recorded run with the model and the tools replayed; say where it diverges."""
     from harmonygraph.replay import replay_trace
-    from harmonygraph.trace import ReplayDivergence, TraceError
+    from harmonygraph.trace import ReplayDivergence, Trace, TraceError
 
     try:
-        report = replay_trace(trace_file, strict=strict)
+        # Loading checks every record's shape: a damaged file is one line naming file:line.
+        report = replay_trace(Trace.load(trace_file), strict=strict)
     except TraceError as exc:
         raise fail(str(exc)) from None
     except ReplayDivergence as exc:
         if as_json:
             _print_json({"ok": False, "step": exc.step, "divergence": exc.what})
         raise fail(f"diverged at {exc}", code=1) from None
+    except Exception as exc:  # a record the checks let through: still one line, never a traceback
+        raise fail(
+            f"{trace_file}: cannot replay this trace ({type(exc).__name__}: {str(exc)[:200]}); "
+            "re-record it"
+        ) from None
     if as_json:
         _print_json(report)
     else:

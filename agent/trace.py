@@ -362,28 +362,219 @@ def _jsonable(value: Any) -> Any:
 
 # -- reading ------------------------------------------------------------------------------
 
+# Records nest a few levels (a tool's metadata, a structured output); anything deeper is
+# damage or an attack, and would overflow the stack of whatever walks it later.
+MAX_RECORD_DEPTH = 100
+_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+               int: "a number", float: "a number", type(None): "null"}  # fmt: skip
+
+
+def _json_kind(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _not_an_object(value: Any) -> str:
+    return f"the line is {_json_kind(value)}, not a trace record (a JSON object with a `type`)"
+
+
+def _parse_line(raw: bytes, where: str) -> dict[str, Any] | None:
+    """One JSON Lines record, or None for a blank line; a `TraceError` naming `where`."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TraceError(
+            f"{where}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+            "this is not a trace file, or a damaged one"
+        ) from None
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise TraceError(f"{where}: JSON nested too deeply to read; not a trace record") from None
+    except ValueError as exc:  # e.g. an integer over Python's 4300-digit limit
+        raise TraceError(f"{where}: not usable JSON ({str(exc)[:120]})") from None
+    if not isinstance(value, dict):
+        raise TraceError(f"{where}: {_not_an_object(value)}")
+    if _too_deep(value):
+        raise TraceError(
+            f"{where}: nested more than {MAX_RECORD_DEPTH} levels deep; not a trace record"
+        )
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_RECORD_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
+# What each record type must hold (version 1): field → (accepted kinds, required).
+# Only fields a replay reads are listed; extra fields are allowed (a newer writer's
+# additions within one schema version).
+_STR, _INT, _NUM, _BOOL = (str,), (int,), (int, float), (bool,)
+_NONE: tuple[type, ...] = (type(None),)
+_DICT_OR_NONE: tuple[type, ...] = (dict, type(None))
+_SHAPES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "run": {
+        "schema_version": (_INT, True), "model": (_STR + _NONE, False),
+        "reasoning": (_STR + _NONE, False), "tools": ((list,), False),
+        "request": ((dict,), False), "system": (_DICT_OR_NONE, False),
+        "developer": (_DICT_OR_NONE, False), "agent": (_STR, False),
+        "current_date": (_STR + _NONE, False),
+    },
+    "model_call": {
+        "step": (_INT, False), "request": ((dict,), True), "message_count": (_INT, False),
+        "new_from": (_INT, False), "new_messages": ((list,), False),
+        "messages": ((list,), True), "params": (_DICT_OR_NONE, False),
+        "prompt_sha256": (_STR, False), "prompt_tokens": (_INT, False), "raw": (_STR, False),
+        "usage": ((dict,), False), "finish_reason": (_STR + _NONE, False),
+        "model": (_STR + _NONE, False), "latency_s": (_NUM, False),
+    },
+    "tool_call": {
+        "step": (_INT, False), "recipient": (_STR, True), "requested": (_STR, True),
+        "arguments": (_STR, True), "status": (_STR, True), "result": (_STR, True),
+        "is_error": (_BOOL, False), "truncated": (_BOOL, False), "artifacts": ((list,), False),
+        "metadata": (_DICT_OR_NONE, False), "duration_s": (_NUM, False),
+    },
+    "run_end": {
+        "status": (_STR, True), "usage": ((dict,), False), "cost_usd": (_NUM + _NONE, False),
+        "error": (_STR + _NONE, False),
+    },
+}  # fmt: skip
+_REQUEST = {
+    "reasoning": _STR, "identity": _STR + _NONE, "builtin": (list,), "instructions": _STR,
+    "tools": (dict,), "response_format": _DICT_OR_NONE,
+}  # fmt: skip
+
+
+def _kind_ok(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # JSON true is not a number here
+    return isinstance(value, kinds)
+
+
+def _field_problem(
+    obj: dict[str, Any], name: str, kinds: tuple[type, ...], label: str, prefix: str = ""
+) -> str:
+    want = " or ".join(dict.fromkeys(_TYPE_NAMES.get(k, k.__name__) for k in kinds))
+    return f"{label}`{prefix}{name}` is {_json_kind(obj[name])}; it must be {want}"
+
+
+def _namespace_problem(ns: Any, where: str) -> str | None:
+    if not isinstance(ns, dict):
+        return f"{where} is {_json_kind(ns)}; it must be an object"
+    if not isinstance(ns.get("name"), str):
+        return f"{where} needs a string `name`"
+    tools = ns.get("tools", [])
+    if not isinstance(tools, list):
+        return f"{where}.tools is {_json_kind(tools)}; it must be an array"
+    for j, t in enumerate(tools):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            return f"{where}.tools[{j}] must be an object with a string `name`"
+        if not isinstance(t.get("description", ""), str):
+            return f"{where}.tools[{j}].description must be a string"
+        if not isinstance(t.get("parameters") or {}, dict):
+            return f"{where}.tools[{j}].parameters must be an object"
+    return None
+
+
+def _shape_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with a version-1 record's shape, or None."""
+    kind = record.get("type")
+    shape = _SHAPES.get(kind) if isinstance(kind, str) else None
+    if shape is None:
+        return f"unknown record type {kind!r}; expected one of {', '.join(_SHAPES)}"
+    label = str(kind).replace("_", " ") + " record: "
+    for name, (kinds, required) in shape.items():
+        if name not in record:
+            if required:
+                return f"{label}missing `{name}`"
+            continue
+        if not _kind_ok(record[name], kinds):
+            return _field_problem(record, name, kinds, label)
+    for key in ("new_messages", "messages", "tools", "artifacts"):
+        for j, item in enumerate(record.get(key) or []):
+            want = str if key == "tools" else dict
+            if not isinstance(item, want):
+                return f"{label}`{key}[{j}]` is {_json_kind(item)}; it must be {_TYPE_NAMES[want]}"
+    usage = record.get("usage") or {}
+    for name, v in usage.items():
+        if not _kind_ok(v, _INT):
+            return f"{label}`usage.{name}` is {_json_kind(v)}; it must be a number"
+    request = record.get("request")
+    if kind == "model_call" and isinstance(request, dict):
+        for name, kinds in _REQUEST.items():
+            if name not in request:
+                return f"{label}`request` lacks `{name}`"
+            if not _kind_ok(request[name], kinds):
+                return _field_problem(request, name, kinds, label, "request.")
+        if not all(isinstance(v, str) for v in request["tools"].values()):
+            return f"{label}`request.tools` must map tool names to strings"
+    if kind == "run":
+        system, developer = record.get("system") or {}, record.get("developer") or {}
+        for name in ("identity", "knowledge_cutoff", "current_date"):
+            if not isinstance(system.get(name, ""), str | None):
+                return f"{label}`system.{name}` must be a string"
+        for where, holder, key in (
+            ("system", system, "builtin_tools"),
+            ("developer", developer, "tools"),
+        ):
+            spaces = holder.get(key, [])
+            if not isinstance(spaces, list):
+                return f"{label}`{where}.{key}` is {_json_kind(spaces)}; it must be an array"
+            for j, ns in enumerate(spaces):
+                if problem := _namespace_problem(ns, f"`{where}.{key}[{j}]`"):
+                    return label + problem
+        if not isinstance(developer.get("instructions"), str | None):
+            return f"{label}`developer.instructions` must be a string"
+        fmt = developer.get("response_format")
+        if fmt is not None and not (
+            isinstance(fmt, dict) and isinstance(fmt.get("name"), str)
+            and isinstance(fmt.get("schema"), dict)
+            and isinstance(fmt.get("description", ""), str)
+        ):  # fmt: skip
+            return (
+                f"{label}`developer.response_format` needs a string `name` and an object `schema`"
+            )
+    return None
+
 
 @dataclass
 class Trace:
     records: list[dict[str, Any]]
     path: Path | None = None
+    _lines: list[int] = field(default_factory=list, repr=False)  # file line of each record
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
+        """Read and check a trace; any damage is a `TraceError` naming `file:line` and
+        what is wrong with that record, whatever the file holds."""
         p = Path(path)
+        records: list[dict[str, Any]] = []
+        lines: list[int] = []
         try:
-            lines = p.read_text(encoding="utf-8").splitlines()
+            if p.exists() and not p.is_file():
+                raise TraceError(f"{p}: not a regular file; give the path of a trace (JSON Lines)")
+            with p.open("rb") as f:
+                for n, raw in enumerate(f, 1):
+                    record = _parse_line(raw, f"{p}:{n}")
+                    if record is not None:
+                        records.append(record)
+                        lines.append(n)
         except OSError as exc:
             raise TraceError(f"cannot read trace {p}: {exc.strerror}") from None
-        records = []
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise TraceError(f"{p}:{n}: not JSON ({exc.msg})") from None
         trace = cls(records, p)
+        trace._lines = lines
         trace.check()
         return trace
 
@@ -393,7 +584,16 @@ class Trace:
         trace.check()
         return trace
 
+    def _where(self, i: int) -> str:
+        """`file:line` of record `i` (0-based), or `record N` for records given in memory."""
+        if self.path is not None and i < len(self._lines):
+            return f"{self.path}:{self._lines[i]}"
+        return f"{self.path or 'trace'}: record {i + 1}"
+
     def check(self) -> None:
+        for i, record in enumerate(self.records):
+            if not isinstance(record, dict):
+                raise TraceError(f"{self._where(i)}: {_not_an_object(record)}")
         if not self.records or self.records[0].get("type") != "run":
             raise TraceError(
                 f"{self.path or 'trace'}: does not start with a `run` header; not a harmonygraph trace"
@@ -405,6 +605,14 @@ class Trace:
                 f"{self.records[0].get('harmonygraph', '?')}); this harmonygraph reads version(s) "
                 f"{sorted(READABLE_VERSIONS)}: re-record it or use a matching harmonygraph"
             )
+        # Every record's shape, before anything reads it: a replay indexes these fields.
+        for i, record in enumerate(self.records):
+            problem = _shape_problem(record)
+            if problem:
+                raise TraceError(
+                    f"{self._where(i)}: {problem}; the trace is damaged or was edited by hand: "
+                    "re-record it"
+                )
         # Messages are read back lazily during a replay; a record this version cannot read
         # is named here, at load, with the version that wrote it.
         for n, record in enumerate(self.records, 1):
@@ -416,7 +624,7 @@ class Trace:
                         Message.from_dict(data)
                     except (ValueError, TypeError) as exc:
                         raise TraceError(
-                            f"{self.path or 'trace'}: record {n} (model call, step "
+                            f"{self._where(n - 1)}: record {n} (model call, step "
                             f"{record.get('step', '?')}): {exc}. The trace is schema version "
                             f"{version}, written by harmonygraph "
                             f"{self.records[0].get('harmonygraph', '?')}: use that version, or "

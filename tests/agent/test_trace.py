@@ -199,3 +199,114 @@ def test_trace_from_another_version_fails_naming_it(tmp_path: Path) -> None:
     (tmp_path / "junk.jsonl").write_text("not json\n")
     with pytest.raises(TraceError, match=re.escape("junk.jsonl:1: not JSON")):
         Trace.load(tmp_path / "junk.jsonl")
+
+
+def _mutate(line: int, change):  # type: ignore[no-untyped-def]
+    """A hostile trace: the recorded one with record `line` (1-based) changed."""
+
+    def make(lines: list[str]) -> list[str]:
+        record = json.loads(lines[line - 1])
+        out = change(record)
+        lines[line - 1] = out if isinstance(out, str) else json.dumps(record)
+        return lines
+
+    return make
+
+
+HOSTILE_TRACES = {
+    "a JSON array": (
+        _mutate(2, lambda r: "[1, 2, 3]"),
+        2,
+        "the line is an array, not a trace record",
+    ),
+    "a JSON string": (_mutate(3, lambda r: '"hello"'), 3, "the line is a string, not a trace"),
+    "deep nesting": (_mutate(2, lambda r: "[" * 100_000 + "]" * 100_000), 2, "nested too deeply"),
+    "deep but parseable": (
+        _mutate(3, lambda r: r.update(metadata=json.loads("[" * 500 + "]" * 500))),
+        3,
+        "nested more than 100 levels deep",
+    ),
+    "messages is 5": (
+        _mutate(2, lambda r: r.update(messages=5)),
+        2,
+        "model call record: `messages` is a number; it must be an array",
+    ),
+    "a message is a string": (
+        _mutate(2, lambda r: r.update(new_messages=["hi"])),
+        2,
+        "`new_messages[0]` is a string; it must be an object",
+    ),
+    "no request": (
+        _mutate(4, lambda r: r.pop("request")),
+        4,
+        "model call record: missing `request`",
+    ),
+    "request tools a list": (
+        _mutate(2, lambda r: r["request"].update(tools=[])),
+        2,
+        "`request.tools` is an array; it must be an object",
+    ),
+    "tool result a number": (
+        _mutate(3, lambda r: r.update(result=5)),
+        3,
+        "tool call record: `result` is a number; it must be a string",
+    ),
+    "usage a string": (
+        _mutate(5, lambda r: r["usage"].update(input_tokens="9")),
+        5,
+        "`usage.input_tokens`",
+    ),
+    "unknown type": (_mutate(4, lambda r: r.update(type="exec")), 4, "unknown record type 'exec'"),
+    "integer over 4300 digits": (
+        _mutate(5, lambda r: '{"type": "run_end", "status": "x", "cost_usd": ' + "9" * 5000 + "}"),
+        5,
+        "not usable JSON",
+    ),
+    "bad header namespace": (
+        _mutate(1, lambda r: r["developer"].update(tools=[{"name": "functions", "tools": [5]}])),
+        1,
+        "`developer.tools[0]`.tools[0] must be an object with a string `name`",
+    ),
+    "header system a list": (
+        _mutate(1, lambda r: r.update(system=[])),
+        1,
+        "run record: `system` is an array; it must be an object or null",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_TRACES))
+def test_replay_of_a_damaged_trace_is_one_line_naming_the_record(tmp_path: Path, case: str) -> None:
+    from harmonygraph.cli import app
+    from typer.testing import CliRunner
+
+    make, line, expected = HOSTILE_TRACES[case]
+    path = record(tmp_path)
+    lines = path.read_text().splitlines()
+    kinds = [json.loads(x)["type"] for x in lines]
+    assert kinds == ["run", "model_call", "tool_call", "model_call", "run_end"]
+    path.write_text("\n".join(make(lines)) + "\n")
+    res = CliRunner().invoke(app, ["replay", str(path)])
+    assert res.exit_code == 2, res.output
+    out = res.output.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("error: "), res.output
+    assert f"{path}:{line}: " in out[0] and expected in out[0], out[0]
+    with pytest.raises(TraceError):
+        Trace.load(path)
+
+
+def test_replay_of_a_binary_file_or_a_folder_is_one_line(tmp_path: Path) -> None:
+    from harmonygraph.cli import app
+    from typer.testing import CliRunner
+
+    blob = tmp_path / "image.jsonl"
+    blob.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    for target, expected in [
+        (blob, f"{blob}:1: not UTF-8 text (byte 0x89 at column 1)"),
+        (tmp_path, "not a regular file"),
+        (tmp_path / "missing.jsonl", "cannot read trace"),
+    ]:
+        res = CliRunner().invoke(app, ["replay", str(target)])
+        out = res.output.strip().splitlines()
+        assert res.exit_code == 2 and len(out) == 1, res.output
+        assert out[0].startswith("error: ") and expected in out[0], out[0]
