@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 __all__ = ["Check", "run_checks"]
@@ -25,11 +24,11 @@ def _vocabulary() -> Check:
 
 def _model(base_url: str | None) -> Check:
     import httpx
+    from harmonygraph.settings import settings
 
-    url = (
-        base_url or os.environ.get("HARMONYGRAPH_BASE_URL") or "http://localhost:8000/v1"
-    ).rstrip("/")
-    headers = {"Authorization": f"Bearer {os.environ.get('HARMONYGRAPH_API_KEY', 'EMPTY')}"}
+    env = settings()
+    url = (base_url or env.base_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {env.api_key}"}
     try:
         r = httpx.get(f"{url}/models", timeout=3.0, headers=headers)
     except httpx.HTTPError as exc:
@@ -76,7 +75,9 @@ def _docker() -> Check:
 
 
 def _postgres() -> Check:
-    url = os.environ.get("DATABASE_URL")
+    from harmonygraph.settings import settings
+
+    url = settings().database_url
     if url:
         try:
             import psycopg

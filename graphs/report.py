@@ -348,7 +348,7 @@ async def plan_node(state: ReportState, config: RunnableConfig) -> dict[str, Any
         raise ReportError(
             f"planning the report failed: {exc}. Check the model server (or the trace) and retry."
         ) from exc
-    outline: Outline = result.output
+    outline: Outline = result.output  # type: ignore[assignment]
     warnings = list(state.get("warnings", []))
     for s in outline.sections:
         missing = [
@@ -476,7 +476,7 @@ async def write_section(rt: ReportRuntime, outline: Outline, index: int) -> Sect
         return _unsupported(plan, index, f"the model could not be called ({exc})", 1)
     except AgentRunError as exc:
         return _unsupported(plan, index, f"the run stopped before an answer ({exc})", 1)
-    draft: SectionDraft = done.result.output
+    draft: SectionDraft = done.result.output  # type: ignore[assignment]
     if done.check is None:
         reason = draft.unsupported_reason or "the model found no sources for it"
         return _unsupported(plan, index, reason, done.attempts)
@@ -645,7 +645,7 @@ async def assemble_node(state: ReportState, config: RunnableConfig) -> dict[str,
             except AgentRunError as exc:
                 warnings.append(f"the summary could not be written: {exc}")
                 break
-            candidate: Synthesis = result.output
+            candidate: Synthesis = result.output  # type: ignore[assignment]
             problems = _synthesis_problems(candidate, {r.number for r in refs})
             if not problems:
                 synthesis = candidate

@@ -204,7 +204,8 @@ async def _analyse(
         raise AgentRunError(
             "the analysis' findings cite files it never saved: " + str(exc), exc.result
         ) from None
-    return done.result.output, done.ledger
+    summary: AnalysisSummary = done.result.output  # type: ignore[assignment]
+    return summary, done.ledger
 
 
 def _findings_draft(summary: AnalysisSummary) -> SectionDraft:
@@ -238,7 +239,8 @@ async def _open_store(
                 # The demo's own embedded database: only the framework documents ever go
                 # in, so their ids (which the recorded trace cites) are the same on every
                 # machine, whatever else the user has indexed.
-                from harmonygraph.tools.retrieval.db import harmonygraph_home, start_embedded
+                from harmonygraph.settings import harmonygraph_home
+                from harmonygraph.tools.retrieval.db import start_embedded
 
                 # Stopped when the process exits: nothing of the demo keeps running.
                 url = await asyncio.to_thread(

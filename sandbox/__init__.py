@@ -11,7 +11,7 @@ each kernel in a locked-down container; `LocalSandbox` is a weaker subprocess fa
         session.close_sync()
 """
 
-from .config import DEFAULT_IMAGE, SandboxConfig, harmonygraph_home
+from .config import DEFAULT_IMAGE, SandboxConfig
 from .docker_backend import DockerSandbox
 from .errors import (
     DockerUnavailableError,
@@ -53,5 +53,4 @@ __all__ = [
     "SandboxUnavailableError",
     "choose_sandbox",
     "get_sandbox",
-    "harmonygraph_home",
 ]

@@ -6,17 +6,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from harmonygraph.settings import harmonygraph_home
 from pydantic import BaseModel, Field
 
-__all__ = ["DEFAULT_IMAGE", "SandboxConfig", "harmonygraph_home"]
+from .files import TakeLimits
+
+__all__ = ["DEFAULT_IMAGE", "SandboxConfig"]
 
 DEFAULT_IMAGE = "harmonygraph-sandbox:0.1"
 Backend = Literal["docker", "local"]
-
-
-def harmonygraph_home() -> Path:
-    """Where harmonygraph keeps data on disk: `$HARMONYGRAPH_HOME` or `~/.harmonygraph`."""
-    return Path(os.environ.get("HARMONYGRAPH_HOME") or Path.home() / ".harmonygraph")
 
 
 class SandboxConfig(BaseModel):
@@ -48,6 +46,21 @@ class SandboxConfig(BaseModel):
     disk_mb: int = Field(default=256, ge=1, description="size of the writable /mnt/data")
     tmp_mb: int = Field(default=64, ge=1, description="size of the writable /tmp")
     max_file_mb: int = Field(default=32, ge=1, description="largest file copied out as an artifact")
+    max_files: int = Field(
+        default=100, ge=1, description="files copied out of /mnt/data per execution"
+    )
+    max_files_total_mb: int = Field(
+        default=64, ge=1, description="bytes copied out of /mnt/data per execution"
+    )
+    max_entries: int = Field(
+        default=5000, ge=10, description="entries of /mnt/data looked at per execution"
+    )
+    hard_deadline_margin_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="the supervisor in the sandbox stops a request this long after the "
+        "host's own limit (timeout plus interrupt grace) has passed",
+    )
     network: bool = Field(default=False, description="give the sandbox a network (off by default)")
     pool_size: int = Field(default=1, ge=0, description="warm kernels kept ready")
     preload: list[str] = Field(
@@ -59,6 +72,14 @@ class SandboxConfig(BaseModel):
         default=True, description="isolate the local backend with bwrap if found"
     )
     home: Path = Field(default_factory=harmonygraph_home)
+
+    def take_limits(self) -> TakeLimits:
+        return TakeLimits(
+            max_files=self.max_files,
+            max_bytes=self.max_files_total_mb * 1024 * 1024,
+            max_file_bytes=self.max_file_mb * 1024 * 1024,
+            max_entries=self.max_entries,
+        )
 
     @classmethod
     def from_env(cls, **overrides: object) -> SandboxConfig:

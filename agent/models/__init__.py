@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,12 +32,7 @@ from harmonygraph.models.base import (
 )
 
 if TYPE_CHECKING:
-    from harmonygraph.models._openai import (
-        DEFAULT_API_KEY,
-        DEFAULT_BASE_URL,
-        DEFAULT_MODEL,
-        OpenAICompatibleModel,
-    )
+    from harmonygraph.models._openai import OpenAICompatibleModel
     from harmonygraph.models.chat import (
         ChatCompletionsModel,
         ServerKind,
@@ -52,9 +46,6 @@ if TYPE_CHECKING:
 # Imported on first use: the protocol and its types (above) are all the agent loop
 # needs, and the `openai` SDK alone costs ~20 MB and ~0.3 s at import; torch far more.
 _LAZY = {
-    "DEFAULT_API_KEY": "harmonygraph.models._openai",
-    "DEFAULT_BASE_URL": "harmonygraph.models._openai",
-    "DEFAULT_MODEL": "harmonygraph.models._openai",
     "OpenAICompatibleModel": "harmonygraph.models._openai",
     "ChatCompletionsModel": "harmonygraph.models.chat",
     "ServerKind": "harmonygraph.models.chat",
@@ -74,9 +65,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_API_KEY",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_MODEL",
     "ApiKind",
     "ChatCompletionsModel",
     "HarmonyCompletionsModel",
@@ -120,11 +108,12 @@ def make_model(
     for `api="chat"`, `server` ("vllm", "ollama", "openai"), `reasoning_field` and
     `send_reasoning`, and for `api="completions"`, `return_token_ids`.
     """
-    from harmonygraph.models._openai import DEFAULT_API_KEY, DEFAULT_BASE_URL, DEFAULT_MODEL
     from harmonygraph.models.chat import ChatCompletionsModel
     from harmonygraph.models.completions import HarmonyCompletionsModel
+    from harmonygraph.settings import Settings
 
-    kind = (api or os.environ.get("HARMONYGRAPH_API") or "completions").strip().lower()
+    env = Settings()
+    kind = (api or env.api).strip().lower()
     if kind not in ("completions", "chat"):
         raise ValueError(
             f"api must be 'completions' or 'chat', not {kind!r} (from --api or HARMONYGRAPH_API)"
@@ -132,11 +121,11 @@ def make_model(
     sampling = {k: v for k, v in settings.items() if k in _SETTING_NAMES}
     options = {k: v for k, v in settings.items() if k not in _SETTING_NAMES}
     common: dict[str, Any] = {
-        "base_url": base_url or os.environ.get("HARMONYGRAPH_BASE_URL") or DEFAULT_BASE_URL,
-        "api_key": api_key or os.environ.get("HARMONYGRAPH_API_KEY") or DEFAULT_API_KEY,
+        "base_url": base_url or env.base_url,
+        "api_key": api_key or env.api_key,
         "settings": ModelSettings(**sampling),
     }
-    name = model or os.environ.get("HARMONYGRAPH_MODEL") or DEFAULT_MODEL
+    name = model or env.model
     try:
         if kind == "chat":
             return ChatCompletionsModel(name, **common, **options)

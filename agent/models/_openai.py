@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
@@ -18,21 +17,15 @@ from harmonygraph.models.base import (
     run_sync,
 )
 from harmonygraph.models.errors import RetryPolicy, call_with_retries, translate_error
+from harmonygraph.settings import Settings
 
 __all__ = [
-    "DEFAULT_API_KEY",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_MODEL",
     "OpenAICompatibleModel",
     "usage_from",
 ]
 
 T = TypeVar("T")
 
-DEFAULT_BASE_URL = "http://localhost:8000/v1"
-DEFAULT_MODEL = "openai/gpt-oss-20b"
-# vLLM and Ollama accept any key unless started with one; the SDK refuses an empty one.
-DEFAULT_API_KEY = "EMPTY"
 
 
 def usage_from(usage: Any) -> Usage:
@@ -67,14 +60,15 @@ class OpenAICompatibleModel:
         client: openai.AsyncOpenAI | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
-        self.name = model or os.environ.get("HARMONYGRAPH_MODEL") or DEFAULT_MODEL
+        env = Settings()
+        self.name = model or env.model
         self.settings = settings or ModelSettings()
         self.retry_policy = retry_policy or RetryPolicy()
         self.retries = 0  # retries made over this model's life, for traces and tests
         if client is None:
             client = openai.AsyncOpenAI(
-                base_url=base_url or os.environ.get("HARMONYGRAPH_BASE_URL") or DEFAULT_BASE_URL,
-                api_key=api_key or os.environ.get("HARMONYGRAPH_API_KEY") or DEFAULT_API_KEY,
+                base_url=base_url or env.base_url,
+                api_key=api_key or env.api_key,
                 # Retries are ours (see agent.models.errors); timeouts are per request.
                 max_retries=0,
                 timeout=self.settings.timeout,

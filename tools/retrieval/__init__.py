@@ -12,7 +12,6 @@ from harmonygraph.tools.retrieval.db import (
     DbStatus,
     database_url,
     embedded_status,
-    harmonygraph_home,
     start_embedded,
     stop_embedded,
 )
@@ -90,7 +89,6 @@ __all__ = [
     "embedded_status",
     "embedder_from_spec",
     "format_hits",
-    "harmonygraph_home",
     "load_bytes",
     "load_path",
     "retrieval_tools",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harmonygraph.settings import harmonygraph_home, settings
 from harmonygraph.tools.retrieval.errors import DatabaseUnavailableError
 
 __all__ = [
@@ -20,14 +21,9 @@ __all__ = [
     "database_url",
     "embedded_pgdata",
     "embedded_status",
-    "harmonygraph_home",
     "start_embedded",
     "stop_embedded",
 ]
-
-
-def harmonygraph_home() -> Path:
-    return Path(os.environ.get("HARMONYGRAPH_HOME") or Path.home() / ".harmonygraph").expanduser()
 
 
 def embedded_pgdata() -> Path:
@@ -87,7 +83,7 @@ def start_embedded(pgdata: Path | None = None, *, keep_running: bool = True) -> 
 
 def embedded_status(pgdata: Path | None = None) -> DbStatus:
     path = (pgdata or embedded_pgdata()).expanduser().resolve()
-    external = bool(os.environ.get("DATABASE_URL"))
+    external = bool(settings().database_url)
     if not (path / "PG_VERSION").exists():
         return DbStatus(running=False, pgdata=str(path), external=external)
     from pgserver.utils import PostmasterInfo
@@ -115,7 +111,7 @@ def database_url(url: str | None = None, *, start: bool = True) -> str:
     """The URL to use: the argument, else `DATABASE_URL`, else the embedded server."""
     if url:
         return url
-    env = os.environ.get("DATABASE_URL")
+    env = settings().database_url
     if env:
         return env
     if not start:
