@@ -56,7 +56,11 @@ from harmonygraph.models.base import (
     StreamEvent,
     Usage,
 )
-from harmonygraph.models.constrained import StructuredOutputStyle, complete_with_final_schema
+from harmonygraph.models.constrained import (
+    StructuredOutputStyle,
+    complete_with_final_schema,
+    token_prompt,
+)
 from harmonygraph.models.errors import RetryPolicy
 
 __all__ = ["HarmonyCompletionsModel", "RendererCache"]
@@ -162,13 +166,12 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         extra.update(settings.extra_body)
         body: dict[str, Any] = {
             "model": self.name,
-            "prompt": list(prompt),
             "max_tokens": settings.max_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
             "stream": stream,
             "timeout": settings.timeout,
-            "extra_body": extra,
+            **token_prompt(prompt, extra),
         }
         if settings.seed is not None:
             body["seed"] = settings.seed

@@ -42,6 +42,7 @@ __all__ = [
     "complete_with_final_schema",
     "cut_at_final_open",
     "structured_output_body",
+    "token_prompt",
 ]
 
 FINAL_OPEN = "<|channel|>final<|message|>"
@@ -155,12 +156,11 @@ async def complete_with_final_schema(
     def body(prompt_ids: list[int], max_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": model,
-            "prompt": prompt_ids,
             "max_tokens": max_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
             "timeout": settings.timeout,
-            "extra_body": extra,
+            **token_prompt(prompt_ids, extra),
         }
         if settings.seed is not None:
             kwargs["seed"] = settings.seed
@@ -223,3 +223,13 @@ async def complete_with_final_schema(
         True,
         time.perf_counter() - started,
     )
+
+
+def token_prompt(prompt_ids: Sequence[int], extra_body: dict[str, Any]) -> dict[str, Any]:
+    """`prompt` and `extra_body` arguments for `client.completions.create` with token ids.
+
+    The ids travel in `extra_body`, which the SDK merges into the JSON as it is: given as
+    `prompt`, the SDK's request transform visits every id (1.4 s of client CPU at 100k
+    tokens, against 10 ms this way). The wire body is the same: `"prompt": [ids]`.
+    """
+    return {"prompt": "", "extra_body": {**extra_body, "prompt": list(prompt_ids)}}
