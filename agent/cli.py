@@ -8,8 +8,57 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+import typer.core
+import typer.main
 from rich.console import Console
+
+# Each feature owns its sub-command module, imported only when that command runs, so that
+# `harmonygraph --help` and the top-level commands do not pay for every feature's imports.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "harmony": ("harmonygraph.harmony.cli:app", "Render prompts and parse completions in harmony."),
+    "sandbox": ("harmonygraph.sandbox.cli:app", "The sandboxed Python the python tool runs in."),
+    "browse": ("harmonygraph.tools.browser.cli:app", "The browser tool, as the model sees it."),
+    "db": ("harmonygraph.tools.retrieval.cli:db_app", "The embedded Postgres (pgvector)."),
+    "index": ("harmonygraph.tools.retrieval.cli:index_app", "Index documents and search them."),
+}
+
+
+class _LazySubcommand(click.Group):
+    """Stands in a listing for a sub-command group; parsing hands over to the real one."""
+
+    def __init__(self, name: str, target: str, help: str) -> None:
+        super().__init__(name=name, help=help, short_help=help)
+        self.target = target
+
+    def real(self) -> click.Command:
+        import importlib
+
+        module, _, attr = self.target.partition(":")
+        sub: typer.Typer = getattr(importlib.import_module(module), attr)
+        command = typer.main.get_command(sub)
+        command.name, command.help = self.name, command.help or self.help
+        # Shell completion is the top command's business, not each group's.
+        command.params = [p for p in command.params
+                          if p.name not in ("install_completion", "show_completion")]  # fmt: skip
+        return command
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:  # fmt: skip
+        return self.real().make_context(info_name, args, parent=parent, **extra)
+
+
+class _Commands(typer.core.TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *SUBCOMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS:
+            target, help = SUBCOMMANDS[cmd_name]
+            return _LazySubcommand(cmd_name, target, help)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="harmonygraph",
@@ -17,6 +66,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_Commands,
 )
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -467,26 +517,8 @@ def doctor(
         raise typer.Exit(1)
 
 
-def _mount_subcommands() -> None:
-    # Each feature owns its sub-command module; they import their heavy dependencies
-    # lazily so that `harmonygraph --help` stays fast.
-    from harmonygraph.harmony.cli import app as harmony_app
-    from harmonygraph.sandbox.cli import app as sandbox_app
-    from harmonygraph.tools.browser.cli import app as browse_app
-    from harmonygraph.tools.retrieval.cli import db_app, index_app
-
-    app.add_typer(
-        harmony_app, name="harmony", help="Render prompts and parse completions in harmony."
-    )
-    app.add_typer(sandbox_app, name="sandbox", help="The sandboxed Python the python tool runs in.")
-    app.add_typer(browse_app, name="browse", help="The browser tool, as the model sees it.")
-    app.add_typer(db_app, name="db", help="The embedded Postgres (pgvector).")
-    app.add_typer(index_app, name="index", help="Index documents and search them.")
-
-
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _mount_subcommands()
     app()
 
 
