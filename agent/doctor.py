@@ -102,9 +102,12 @@ def _postgres() -> Check:
                 "(or let `harmonygraph index add` do it)",
             )
         return Check("postgres", True, f"DATABASE_URL connects, pgvector {row[0]}")
+    from harmonygraph.tools.retrieval.db import import_pgserver
+    from harmonygraph.tools.retrieval.errors import DatabaseUnavailableError
+
     try:
-        import pgserver  # noqa: F401
-    except ImportError:
+        import_pgserver()
+    except DatabaseUnavailableError:
         return Check(
             "postgres",
             False,

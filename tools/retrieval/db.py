@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "database_url",
     "embedded_pgdata",
     "embedded_status",
+    "import_pgserver",
     "start_embedded",
     "stop_embedded",
 ]
@@ -48,9 +50,14 @@ class DbStatus:
         }
 
 
-def _import_pgserver() -> Any:
+def import_pgserver() -> Any:
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder at import; without
+            # XDG_RUNTIME_DIR that warns on every command. We never use that folder: the
+            # server's socket lives in its pgdata.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            import pgserver
     except ImportError as exc:
         raise DatabaseUnavailableError(
             "the embedded Postgres needs the `pgserver` package: "
@@ -66,7 +73,7 @@ def start_embedded(pgdata: Path | None = None, *, keep_running: bool = True) -> 
     `harmonygraph db start` means (`stop_embedded` stops it); otherwise it stops when
     this process exits, as a command that only needs it while it runs wants.
     """
-    pgserver = _import_pgserver()
+    pgserver = import_pgserver()
     path = (pgdata or embedded_pgdata()).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -86,6 +93,7 @@ def embedded_status(pgdata: Path | None = None) -> DbStatus:
     external = bool(settings().database_url)
     if not (path / "PG_VERSION").exists():
         return DbStatus(running=False, pgdata=str(path), external=external)
+    import_pgserver()
     from pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(path)
@@ -101,7 +109,7 @@ def stop_embedded(pgdata: Path | None = None) -> bool:
     path = (pgdata or embedded_pgdata()).expanduser().resolve()
     if not embedded_status(path).running:
         return False
-    pgserver = _import_pgserver()
+    pgserver = import_pgserver()
     user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
     pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=path, user=user)
     return True
