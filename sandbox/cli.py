@@ -11,6 +11,7 @@ import typer
 
 from .config import SandboxConfig
 from .errors import SandboxError
+from .files import publish, walk_nofollow
 
 app = typer.Typer(
     name="sandbox",
@@ -94,8 +95,8 @@ def exec_(
         Path | None,
         typer.Option(
             "--session-dir",
-            help="files here are copied into /mnt/data first; files the code creates are "
-            "copied back",
+            help="files here are copied into /mnt/data first; files the code creates or "
+            "changes are copied back under safe names, never overwriting one",
         ),
     ] = None,
     backend: BackendOpt = None,
@@ -116,20 +117,24 @@ def exec_(
     # The CLI runs one cell, so importing the whole scientific stack up front would only
     # slow it down; the code imports what it uses.
     cfg = cfg.model_copy(update={"preload": []})
+    copied: list[Path] = []
     try:
         sandbox = get_sandbox(cfg, session_dir=session_dir)
         with sandbox.start_session_sync() as session:
-            if session_dir is not None and cfg.backend == "docker" and session_dir.is_dir():
-                for f in sorted(session_dir.rglob("*")):
-                    if f.is_file() and not any(p.startswith(".") for p in f.parts):
-                        session.write_file_sync(str(f.relative_to(session_dir)), f.read_bytes())
+            docker_dir = session_dir is not None and cfg.backend == "docker"
+            if docker_dir and session_dir is not None and session_dir.is_dir():
+                # Regular files only, links not followed: the folder's own files go in.
+                for entry in walk_nofollow(session_dir):
+                    if entry.kind == "file" and entry.read is not None:
+                        if not any(p.startswith(".") for p in entry.name.split("/")):
+                            session.write_file_sync(entry.name, entry.read(-1))
             result = session.execute_sync(code)
-            if session_dir is not None and cfg.backend == "docker":
-                session_dir.mkdir(parents=True, exist_ok=True)
+            if docker_dir and session_dir is not None:
+                # What comes back was read by the host (never as the kernel said), under
+                # sanitised names, and never overwrites a file already in the folder.
                 for sf in result.files:
-                    dest = session_dir / sf.path
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(session.read_file_sync(sf.path))
+                    if sf.local_path:
+                        copied.append(publish(Path(sf.local_path), session_dir, sf.name))
     except SandboxError as exc:
         if as_json:
             typer.echo(json.dumps({"status": "unavailable", "error": str(exc)}))
@@ -137,13 +142,19 @@ def exec_(
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        data = result.to_dict()
+        for f in data["files"]:
+            f.pop("local_path", None)  # the staging copy is gone when the session closes
+        data["copied"] = [str(p) for p in copied]
+        typer.echo(json.dumps(data, ensure_ascii=True))
     else:
         text = result.render()
         if text:
             typer.echo(text)
-        for made in result.files:
-            typer.echo(f"[file: /mnt/data/{made.path} ({made.size} bytes)]", err=True)
+        dests: list[Path | None] = list(copied) or [None] * len(result.files)
+        for made, dest in zip(result.files, dests, strict=False):
+            where = f" -> {dest}" if dest is not None else ""
+            typer.echo(f"[file: /mnt/data/{made.path} ({made.size} bytes){where}]", err=True)
     raise typer.Exit(0 if result.ok else 1)
 
 

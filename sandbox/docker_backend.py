@@ -14,13 +14,18 @@ from typing import Any
 
 from .config import SandboxConfig
 from .errors import DockerUnavailableError, ImageNotFoundError, SandboxStartError
+from .files import DataEntry, entries_from_tar_stream
 from .kernel import BOOTSTRAP
-from .session import KernelProcess, Sandbox, kernel_config, kernel_source
+from .session import KernelProcess, Sandbox, kernel_config
+from .supervisor import SUPERVISOR_BOOTSTRAP
 
 __all__ = ["LABEL", "DockerKernel", "DockerSandbox", "reap_stale_containers"]
 
 LABEL = "harmonygraph.sandbox"
 SANDBOX_UID = 1000
+DATA_DIR = "/mnt/data"
+# Where the supervisor reads the container's count of out-of-memory kills.
+CGROUP_OOM_FILES = ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
 
 
 def _boot_id() -> str:
@@ -51,7 +56,7 @@ def _remove_live_at_exit() -> None:
         _LIVE.clear()
     for c in containers:
         try:
-            c.remove(force=True)
+            c.remove(force=True, v=True)
         except Exception:
             pass
 
@@ -107,7 +112,7 @@ def reap_stale_containers(client: Any) -> list[str]:
             stale = c.status in ("exited", "dead")
         if stale:
             try:
-                c.remove(force=True)
+                c.remove(force=True, v=True)
                 removed.append(c.id[:12])
             except Exception:
                 pass
@@ -154,25 +159,34 @@ class DockerKernel(KernelProcess):
                 return
             yield stream, payload
 
-    def interrupt(self) -> None:
-        # docker-init (tini) is PID 1 and forwards the signal to the kernel.
-        try:
-            self.container.kill(signal="SIGINT")
-        except Exception:
-            pass
-
     def death_reason(self) -> str:
         state = self._inspect_state()
+        oom = bool(state and state.get("OOMKilled"))
+        said = self.supervisor_reason(oom=oom)
+        if said:
+            return said
         if not state:
             return "the container is gone"
-        if state.get("OOMKilled"):
-            return f"out of memory: the sandbox exceeded its {self.config.memory_mb} MiB limit"
-        code = state.get("ExitCode")
         if state.get("Running"):
             return "the kernel stopped answering"
-        if code == 137:
-            return "killed (SIGKILL), most likely by the out-of-memory killer"
-        return f"the kernel exited with status {code}"
+        # No word from the supervisor: it was killed itself, or never started.
+        return f"the sandbox exited with status {state.get('ExitCode')}"
+
+    def data_entries(self, max_depth: int) -> Iterator[DataEntry]:
+        # The engine archives /mnt/data (a volume, so the engine sees it): nothing here
+        # comes from the kernel. Read as a stream; closing it early stops the transfer.
+        api = self.client.api
+        res = api._get(
+            api._url("/containers/{0}/archive", self.container.id),
+            params={"path": DATA_DIR},
+            stream=True,
+            headers={"Accept-Encoding": "identity"},
+        )
+        try:
+            api._raise_for_status(res)
+            yield from entries_from_tar_stream(res.iter_content(1 << 16), "data")
+        finally:
+            res.close()
 
     def _inspect_state(self) -> dict[str, Any] | None:
         if self._state is not None:
@@ -202,7 +216,7 @@ class DockerKernel(KernelProcess):
         except OSError:
             pass
         try:
-            self.container.remove(force=True)
+            self.container.remove(force=True, v=True)
         except Exception:
             pass
         with _LIVE_LOCK:
@@ -269,9 +283,29 @@ class DockerSandbox(Sandbox):
             "OMP_NUM_THREADS": str(max(1, int(cfg.cpus))),
             "MKL_NUM_THREADS": str(max(1, int(cfg.cpus))),
         }
+        from docker.types import DriverConfig, Mount
+
+        # /mnt/data is a tmpfs *volume* (not a HostConfig tmpfs): size-capped like one, and
+        # visible to the engine, so the host can take it with get_archive.
+        data = Mount(
+            target=DATA_DIR,
+            source=None,
+            type="volume",
+            driver_config=DriverConfig(
+                "local",
+                {
+                    "type": "tmpfs",
+                    "device": "tmpfs",
+                    "o": f"size={cfg.disk_mb}m,uid={uid},gid={uid},mode=0755",
+                },
+            ),
+        )
         return {
             "image": cfg.image,
-            "command": ["python3", "-u", "-c", BOOTSTRAP],
+            # The supervisor is the main process (under docker-init), as root with only
+            # the capabilities to start the kernel as uid 1000 and to signal it; the
+            # kernel, and the user's code, run as uid 1000 with none.
+            "command": ["python3", "-u", "-c", SUPERVISOR_BOOTSTRAP],
             "stdin_open": True,
             # Not detached: docker-py then sets StdinOnce, so when our attach connection
             # closes (the host process died) the kernel reads EOF and exits, and the
@@ -279,20 +313,19 @@ class DockerSandbox(Sandbox):
             "detach": False,
             "tty": False,
             "init": True,
-            "user": f"{uid}:{uid}",
+            "user": "0:0",
             "working_dir": "/mnt/data",
             "environment": env,
             "network_mode": "bridge" if cfg.network else "none",
             "read_only": True,
-            "tmpfs": {
-                "/mnt/data": f"rw,size={cfg.disk_mb}m,uid={uid},gid={uid},mode=0755",
-                "/tmp": f"rw,size={cfg.tmp_mb}m,mode=1777",
-            },
+            "mounts": [data],
+            "tmpfs": {"/tmp": f"rw,size={cfg.tmp_mb}m,mode=1777"},
             "mem_limit": f"{cfg.memory_mb}m",
             "memswap_limit": f"{cfg.memory_mb}m",
             "nano_cpus": int(cfg.cpus * 1e9),
             "pids_limit": cfg.pids_limit,
             "cap_drop": ["ALL"],
+            "cap_add": ["SETUID", "SETGID", "KILL"],
             "security_opt": ["no-new-privileges"],
             "labels": {
                 LABEL: "1",
@@ -303,7 +336,20 @@ class DockerSandbox(Sandbox):
             "log_config": {"type": "none", "config": {}},
         }
 
-    def spawn_kernel(self) -> DockerKernel:
+    def supervisor_config(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "uid": SANDBOX_UID,
+            "gid": SANDBOX_UID,
+            "kernel_argv": ["python3", "-u", "-c", BOOTSTRAP],
+            "cwd": DATA_DIR,
+            "pid_namespace": True,
+            "cgroup_files": CGROUP_OOM_FILES,
+            "boot_deadline_s": cfg.start_timeout_s + cfg.hard_deadline_margin_s,
+            "request_deadline_s": 60.0 + cfg.interrupt_grace_s + cfg.hard_deadline_margin_s,
+        }
+
+    def spawn_kernel(self, cancel: threading.Event | None = None) -> DockerKernel:
         client = self.client()
         import docker.errors
 
@@ -323,15 +369,16 @@ class DockerSandbox(Sandbox):
             container.start()
         except Exception as exc:
             try:
-                container.remove(force=True)
+                container.remove(force=True, v=True)
             finally:
                 with _LIVE_LOCK:
                     _LIVE.pop(container.id, None)
             raise SandboxStartError(f"could not start the sandbox container: {exc}") from None
         kernel = DockerKernel(client, container, sock, self.config)
         kernel.boot(
-            kernel_source(),
-            kernel_config(self.config, data_dir="/mnt/data", scratch_dir="/tmp", kill_strays=True),
+            self.supervisor_config(),
+            kernel_config(self.config, data_dir=DATA_DIR, scratch_dir="/tmp", kill_strays=True),
             self.config.start_timeout_s,
+            cancel,
         )
         return kernel

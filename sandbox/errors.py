@@ -7,8 +7,10 @@ __all__ = [
     "ImageBuildError",
     "ImageNotFoundError",
     "KernelDiedError",
+    "SandboxCancelledError",
     "SandboxClosedError",
     "SandboxError",
+    "SandboxFileError",
     "SandboxStartError",
     "SandboxUnavailableError",
 ]
@@ -44,3 +46,11 @@ class KernelDiedError(SandboxError):
 
 class SandboxClosedError(SandboxError):
     """The session was used after `close()`."""
+
+
+class SandboxCancelledError(SandboxStartError):
+    """A kernel start was abandoned because its pool (or program) is shutting down."""
+
+
+class SandboxFileError(SandboxError):
+    """A file could not be taken out of the sandbox or written where it was to go."""

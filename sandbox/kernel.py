@@ -21,6 +21,7 @@ import linecache
 import mimetypes
 import os
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -237,20 +238,40 @@ class Kernel:
         if op == "list":
             return {"type": "files", "files": self.snapshot_list()}
         if op == "read":
-            path = self.resolve(str(req["path"]))
-            size = os.path.getsize(path)
-            if size > self.max_file:
-                return {"type": "error", "error": f"{path} is {size} bytes, over the limit"}
-            with open(path, "rb") as fh:
-                data = fh.read()
-            return {"type": "data", "data": base64.b64encode(data).decode("ascii")}
+            return self.read_op(str(req["path"]))
         if op == "write":
             path = self.resolve(str(req["path"]))
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as fh:
+            # No following a link, no blocking on a FIFO: a special file is an error.
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644
+            )
+            with os.fdopen(fd, "wb") as fh:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(f"{req['path']} is not a regular file")
+                fh.truncate(0)
                 fh.write(base64.b64decode(req["data"]))
             return {"type": "ok"}
         return {"type": "error", "error": f"unknown op {op!r}"}
+
+    def read_op(self, rel: str) -> dict[str, Any]:
+        path = self.resolve(rel)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses
+        # everything but a regular file (FIFOs, devices, sockets, directories).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return {"type": "error", "error": f"{rel} is not a regular file"}
+            if st.st_size > self.max_file:
+                return {
+                    "type": "error",
+                    "error": f"{rel} is {st.st_size} bytes, over the {self.max_file}-byte limit",
+                }
+            data = fh.read(self.max_file + 1)
+        if len(data) > self.max_file:
+            return {"type": "error", "error": f"{rel} grew over the {self.max_file}-byte limit"}
+        return {"type": "data", "data": base64.b64encode(data).decode("ascii")}
 
     def resolve(self, path: str) -> str:
         full = os.path.realpath(os.path.join(self.data_dir, path))
@@ -403,11 +424,16 @@ class Kernel:
         }
 
     def other_processes(self) -> list[int]:
-        """Live processes in this PID namespace besides init and this kernel."""
+        """Live processes of this user in this PID namespace besides init, the
+        supervisor (our parent) and this kernel."""
         pids = []
+        uid = os.getuid()
+        skip = (1, self.pid, os.getppid())
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) not in (1, self.pid):
+            if entry.isdigit() and int(entry) not in skip:
                 try:
+                    if os.stat(f"/proc/{entry}").st_uid != uid:
+                        continue  # not ours to stop (the supervisor in a container)
                     with open(f"/proc/{entry}/stat", "rb") as f:
                         state = f.read().rsplit(b")", 1)[1].split()[0]
                 except OSError:
@@ -446,32 +472,15 @@ class Kernel:
         return len(stopped)
 
     def kill_strays(self) -> None:
-        # A fork bomb keeps forking while we signal, so repeat until nothing is left,
-        # then reap our own children (init reaps the orphans).
-        for _ in range(50):
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            except OSError:
-                break
-            time.sleep(0.01)
+        # Not kill(-1): in the local sandbox the supervisor shares our user id. A fork
+        # bomb keeps forking while we signal, so stop_processes repeats until none is left.
+        self.stop_processes(self.other_processes(), keep=set())
         while True:
             try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
             except ChildProcessError:
                 break
-            if pid == 0:
-                time.sleep(0.01)
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except OSError:
-                    pass
-                try:
-                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                        break
-                except ChildProcessError:
-                    break
 
     def safe_repr(self, obj: Any) -> str:
         try:
@@ -484,8 +493,10 @@ class Kernel:
 
     def format_error(self, exc: BaseException) -> dict[str, Any]:
         tb = exc.__traceback__
-        # Drop the kernel's own frames so the model sees only its cell.
-        while tb is not None and tb.tb_frame.f_code.co_filename == KERNEL_FILENAME:
+        # Show only the user's code: drop the frames before the first frame of a cell
+        # (the kernel's own, and the parser's for a SyntaxError, which then shows just
+        # the offending line and caret, like a notebook).
+        while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell-"):
             tb = tb.tb_next
         lines = traceback.format_exception(type(exc), exc, tb)
         text = "".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import resource
+import selectors
 import shutil
 import signal
 import subprocess
@@ -24,31 +25,12 @@ from typing import Any
 
 from .config import SandboxConfig
 from .errors import SandboxStartError, SandboxUnavailableError
+from .files import DataEntry, walk_nofollow
 from .kernel import BOOTSTRAP
-from .session import KernelProcess, Sandbox, kernel_config, kernel_source
+from .session import KernelProcess, Sandbox, kernel_config
+from .supervisor import SUPERVISOR_BOOTSTRAP
 
 __all__ = ["LocalKernel", "LocalSandbox"]
-
-
-def _descendants(pid: int) -> list[int]:
-    """PIDs below `pid`, from /proc (to reach the kernel inside bwrap's namespaces)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: split after the last ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 class LocalKernel(KernelProcess):
@@ -61,6 +43,8 @@ class LocalKernel(KernelProcess):
         self._owns_workdir = owns_workdir
         self._killed = False
         self._lock = threading.Lock()
+        self.starts_empty = owns_workdir
+        self.take_always = True  # walking a local folder is cheap
 
     def _write(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -68,39 +52,37 @@ class LocalKernel(KernelProcess):
         self.proc.stdin.flush()
 
     def _chunks(self) -> Iterator[tuple[int, bytes]]:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while True:
-            data = os.read(fd, 65536)
-            if not data:
-                return
-            yield 1, data
-
-    def _kernel_pid(self) -> int:
-        for pid in _descendants(self.proc.pid):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            # bwrap's own processes carry the same argv; the kernel is the one not bwrap.
-            if b"harmonygraph-kernel" in cmd and b"bwrap" not in cmd.split(b"\0", 1)[0]:
-                return pid
-        return self.proc.pid
-
-    def interrupt(self) -> None:
+        # stdout carries the kernel's replies; stderr the supervisor's own JSON lines.
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout.fileno(), selectors.EVENT_READ, 1)
+        sel.register(self.proc.stderr.fileno(), selectors.EVENT_READ, 2)
         try:
-            os.kill(self._kernel_pid(), signal.SIGINT)
-        except OSError:
-            pass
+            while sel.get_map():
+                for key, _ in sel.select():
+                    data = os.read(key.fd, 1 << 16)
+                    if not data:
+                        sel.unregister(key.fd)
+                        continue
+                    yield key.data, data
+        finally:
+            sel.close()
+
+    def data_entries(self, max_depth: int) -> Iterator[DataEntry]:
+        # The session folder on the host, walked by the host with no-follow semantics.
+        return walk_nofollow(self.workdir, max_depth)
 
     def death_reason(self) -> str:
+        said = self.supervisor_reason(oom=False)
+        if said:
+            return said
         try:
             code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             return "the kernel stopped answering"
         if code < 0:
-            return f"killed by signal {signal.Signals(-code).name}"
-        return f"the kernel exited with status {code}"
+            return f"the sandbox's supervisor was killed by {signal.Signals(-code).name}"
+        return f"the sandbox exited with status {code}"
 
     def kill(self) -> None:
         with self._lock:
@@ -184,6 +166,13 @@ class LocalSandbox(Sandbox):
         # Runs in the child between fork and exec.
         cfg = self.config
         os.setsid()
+        # The supervisor dies with the host process (and the kernel with the supervisor).
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:
+            pass
         # Address space, not resident memory: leave room for the interpreter's and
         # BLAS's mappings on top of what the code may use.
         mem = (cfg.memory_mb + 1024) * 1024 * 1024
@@ -194,7 +183,7 @@ class LocalSandbox(Sandbox):
         if os.getuid() != 0:
             resource.setrlimit(resource.RLIMIT_NPROC, (cfg.pids_limit, cfg.pids_limit))
 
-    def spawn_kernel(self) -> LocalKernel:
+    def spawn_kernel(self, cancel: threading.Event | None = None) -> LocalKernel:
         self.check()
         cfg = self.config
         owns = self.session_dir is None
@@ -226,12 +215,12 @@ class LocalSandbox(Sandbox):
             argv += ["--bind", str(workdir), data_dir, "--chdir", data_dir, "--clearenv"]
             for k, v in env.items():
                 argv += ["--setenv", k, v]
-            argv += [self.python, "-u", "-c", BOOTSTRAP]
+            argv += [self.python, "-u", "-c", SUPERVISOR_BOOTSTRAP]
             popen_env: dict[str, str] | None = None
         else:
             data_dir, scratch_dir = str(workdir), str(scratch)
             env.update(HOME=data_dir, MPLCONFIGDIR=str(scratch / "matplotlib"))
-            argv = [self.python, "-u", "-c", BOOTSTRAP]
+            argv = [self.python, "-u", "-c", SUPERVISOR_BOOTSTRAP]
             popen_env = env
         try:
             proc = self._popen(argv, workdir, popen_env if popen_env is not None else env)
@@ -240,12 +229,25 @@ class LocalSandbox(Sandbox):
                 shutil.rmtree(workdir, ignore_errors=True)
             raise SandboxStartError(f"could not start the local kernel: {exc}") from None
         kernel = LocalKernel(proc, workdir, owns)
+        supervisor = {
+            "uid": None,
+            "gid": None,
+            "kernel_argv": [self.python, "-u", "-c", BOOTSTRAP],
+            "cwd": data_dir,
+            # In bwrap's PID namespace the supervisor can stop every process of the
+            # sandbox; bare, it stops the kernel's process group.
+            "pid_namespace": bool(self.bwrap),
+            "cgroup_files": [],
+            "boot_deadline_s": cfg.start_timeout_s + cfg.hard_deadline_margin_s,
+            "request_deadline_s": 60.0 + cfg.interrupt_grace_s + cfg.hard_deadline_margin_s,
+        }
         kernel.boot(
-            kernel_source(),
+            supervisor,
             kernel_config(
                 cfg, data_dir=data_dir, scratch_dir=scratch_dir, kill_strays=bool(self.bwrap)
             ),
             cfg.start_timeout_s,
+            cancel,
         )
         return kernel
 
@@ -256,7 +258,7 @@ class LocalSandbox(Sandbox):
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             cwd=str(workdir),
             env=env,
             preexec_fn=self._limits,

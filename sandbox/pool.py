@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from .errors import SandboxError
+from .errors import SandboxCancelledError, SandboxError
 from .session import KernelProcess, Sandbox, SandboxSession
 
 __all__ = ["SandboxPool"]
@@ -73,8 +73,16 @@ class SandboxPool:
                 continue
             self._filling.set()
             try:
-                kernel = self.sandbox.spawn_kernel()
+                # Closing the pool cancels a start under way: shutdown neither waits for
+                # it nor reports the kernel it stops as a failure.
+                kernel = self.sandbox.spawn_kernel(cancel=self._closed)
+            except SandboxCancelledError:
+                self._filling.clear()
+                return
             except SandboxError as exc:
+                if self._closed.is_set():
+                    self._filling.clear()
+                    return
                 # Keep the reason for whoever asks; back off so a broken engine is not
                 # hammered, and let acquire() start kernels itself (and raise).
                 self.last_error = str(exc)
@@ -140,7 +148,8 @@ class SandboxPool:
         self._closed.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.sandbox.config.start_timeout_s + 5)
+            # A start under way sees `_closed` within 0.1 s and stops its kernel itself.
+            self._thread.join(timeout=2.0)
         while True:
             try:
                 self._ready.get_nowait().kill()

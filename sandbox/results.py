@@ -14,11 +14,19 @@ ExecStatus = Literal["ok", "error", "timeout", "killed", "output_limit"]
 
 @dataclass(frozen=True, slots=True)
 class SandboxFile:
-    """A file under /mnt/data that an execution created or changed."""
+    """A file under /mnt/data that an execution created or changed, as the host read it.
+
+    `path` is relative to /mnt/data and safe to show (control characters escaped, one
+    line); `name` is the sanitised base name the host stored it under; `local_path` is
+    the host's copy, valid until the session's next execution or its close.
+    """
 
     path: str
     size: int
     mime_type: str = ""
+    name: str = ""
+    sha256: str = ""
+    local_path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,8 @@ class ExecResult:
     state_lost: bool = False
     # A plain-language account of a timeout, a kill or a restart, for the model.
     note: str = ""
+    # Entries of /mnt/data that were not copied out, and why (links, FIFOs, caps).
+    files_skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -73,4 +83,5 @@ class ExecResult:
             parts.append(self.value)
         if self.note:
             parts.append(self.note)
+        parts += [f"[not copied: {why}]" for why in self.files_skipped]
         return "\n".join(parts)

@@ -13,7 +13,11 @@ import asyncio
 import base64
 import itertools
 import json
+import logging
+import mimetypes
 import queue
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -23,10 +27,27 @@ from pathlib import Path
 from typing import Any
 
 from .config import SandboxConfig
-from .errors import KernelDiedError, SandboxClosedError, SandboxError, SandboxStartError
+from .errors import (
+    KernelDiedError,
+    SandboxCancelledError,
+    SandboxClosedError,
+    SandboxError,
+    SandboxFileError,
+    SandboxStartError,
+)
+from .files import DataEntry, FileView, TakeResult, take
 from .results import ExecError, ExecResult, SandboxFile
 
-__all__ = ["KernelProcess", "Sandbox", "SandboxSession", "kernel_config", "kernel_source"]
+__all__ = [
+    "KernelProcess",
+    "Sandbox",
+    "SandboxSession",
+    "kernel_config",
+    "kernel_source",
+    "supervisor_source",
+]
+
+log = logging.getLogger(__name__)
 
 _EOF = object()
 
@@ -34,6 +55,11 @@ _EOF = object()
 def kernel_source() -> str:
     """The kernel script's source, sent to the interpreter in the sandbox at start."""
     return (Path(__file__).with_name("kernel.py")).read_text(encoding="utf-8")
+
+
+def supervisor_source() -> str:
+    """The supervisor script's source, sent first to the interpreter in the sandbox."""
+    return (Path(__file__).with_name("supervisor.py")).read_text(encoding="utf-8")
 
 
 def kernel_config(
@@ -64,6 +90,14 @@ class KernelProcess(abc.ABC):
         self._diagnostics: deque[str] = deque(maxlen=50)
         self._eof = threading.Event()
         self._reader: threading.Thread | None = None
+        self._write_lock = threading.Lock()
+        # The supervisor's last word (`{"sv": "exit", ...}`): why the kernel stopped.
+        self.exit_info: dict[str, Any] | None = None
+        # A fresh kernel's /mnt/data is empty (not so for a local session directory).
+        self.starts_empty = True
+        # Look at /mnt/data after every execution, not only when the kernel says that
+        # something changed (where looking is cheap: a local folder).
+        self.take_always = False
 
     # -- for subclasses -------------------------------------------------------------
     @abc.abstractmethod
@@ -73,35 +107,93 @@ class KernelProcess(abc.ABC):
     def _chunks(self) -> Iterator[tuple[int, bytes]]:
         """Yield (stream, bytes) until the kernel's output ends; stream 1 is the protocol."""
 
-    @abc.abstractmethod
     def interrupt(self) -> None:
-        """Deliver SIGINT to the kernel (KeyboardInterrupt in the user's code)."""
+        """SIGINT to the kernel (KeyboardInterrupt in the user's code), by the supervisor."""
+        try:
+            self._write_raw(b'{"sv": "interrupt"}\n')
+        except OSError:
+            pass
 
     @abc.abstractmethod
     def kill(self) -> None:
         """Stop the kernel and free everything it holds; safe to call twice."""
 
+    @abc.abstractmethod
+    def data_entries(self, max_depth: int) -> Iterator[DataEntry]:
+        """The entries of /mnt/data, read by the host itself (never by the kernel)."""
+
     def death_reason(self) -> str:
         """Why the kernel stopped, in words, once it has stopped."""
-        return "the kernel process exited"
+        return self.supervisor_reason(oom=False) or "the kernel process exited"
+
+    def supervisor_reason(self, *, oom: bool) -> str:
+        """The supervisor's account of the kernel's end ("" if it gave none). An
+        out-of-memory kill is named only when `oom` (the engine says so) or the memory
+        cgroup counted one; any other signal is named as what it is."""
+        info = self.exit_info
+        if info is None:
+            return "out of memory: the out-of-memory killer stopped it" if oom else ""
+        if info.get("cause") == "deadline":
+            return (
+                f"it ran past the sandbox's hard limit of {float(info.get('limit_s') or 0):g} s "
+                "and the supervisor stopped it"
+            )
+        if info.get("cause") == "host":
+            return "the host connection closed"
+        if oom or (info.get("oom_kills") or 0) > 0:
+            return "out of memory: the out-of-memory killer stopped it"
+        if info.get("signal"):
+            return (
+                f"killed by {info['signal']}, not by the out-of-memory killer: the memory "
+                "cgroup counted no out-of-memory kill"
+                if info.get("oom_kills") is not None
+                else f"killed by {info['signal']}"
+            )
+        return f"the kernel exited with status {info.get('returncode')}"
 
     # -- channel --------------------------------------------------------------------
+    def _on_line(self, stream: int, line: bytes) -> None:
+        if stream == 1:
+            try:
+                self._messages.put(json.loads(line))
+            except ValueError:
+                self._diagnostics.append(line.decode("utf-8", "replace"))
+            return
+        # Stream 2 is the supervisor's: JSON lines only it writes.
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            self._diagnostics.append(line.decode("utf-8", "replace") + "\n")
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("sv") == "exit":
+            self.exit_info = msg
+            if msg.get("stderr"):
+                self._diagnostics.append(str(msg["stderr"]))
+        elif msg.get("sv") == "stderr":
+            self._diagnostics.append(str(msg.get("text", "")))
+
     def _read_loop(self) -> None:
-        pending = b""
+        # Lines are assembled from chunks without rescanning what came before: a 40 MB
+        # reply (a file read) costs linear time, not quadratic.
+        pending: dict[int, list[bytes]] = {1: [], 2: []}
         try:
             for stream, data in self._chunks():
-                if stream != 1:
-                    self._diagnostics.append(data.decode("utf-8", "replace"))
-                    continue
-                pending += data
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    try:
-                        self._messages.put(json.loads(line))
-                    except ValueError:
-                        self._diagnostics.append(line.decode("utf-8", "replace"))
+                parts = pending.setdefault(stream, [])
+                start = 0
+                while True:
+                    nl = data.find(b"\n", start)
+                    if nl < 0:
+                        if start < len(data):
+                            parts.append(data[start:])
+                        break
+                    parts.append(data[start:nl])
+                    line = b"".join(parts)
+                    parts.clear()
+                    start = nl + 1
+                    if line.strip():
+                        self._on_line(stream, line)
         except Exception as exc:
             self._diagnostics.append(f"channel error: {type(exc).__name__}: {exc}")
         finally:
@@ -115,11 +207,19 @@ class KernelProcess(abc.ABC):
     def diagnostics(self) -> str:
         return "".join(self._diagnostics)[-4000:]
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def _write_raw(self, data: bytes) -> None:
+        with self._write_lock:
+            self._write(data)
+
+    def send(self, msg: dict[str, Any], deadline_s: float | None = None) -> None:
+        """Send a request; `deadline_s` is the supervisor's hard limit for it."""
         if not self.alive:
             raise KernelDiedError(f"the kernel has stopped: {self.death_reason()}")
+        data = (json.dumps(msg) + "\n").encode("utf-8")
+        if deadline_s is not None:
+            data = (json.dumps({"sv": "deadline", "s": deadline_s}) + "\n").encode() + data
         try:
-            self._write((json.dumps(msg) + "\n").encode("utf-8"))
+            self._write_raw(data)
         except OSError as exc:
             raise KernelDiedError(f"the kernel has stopped: {self.death_reason()}") from exc
 
@@ -134,18 +234,38 @@ class KernelProcess(abc.ABC):
             raise KernelDiedError(f"the kernel stopped: {self.death_reason()}")
         return msg
 
-    def boot(self, source: str, config: dict[str, Any], timeout: float) -> None:
-        """Send the kernel its source and config, and wait until it says it is ready."""
+    def boot(
+        self,
+        supervisor: dict[str, Any],
+        config: dict[str, Any],
+        timeout: float,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Send the supervisor and the kernel their source and config, and wait until the
+        kernel says it is ready; `cancel` set meanwhile abandons the start at once."""
         self._reader = threading.Thread(
             target=self._read_loop, name=f"hg-kernel-{self.ident}", daemon=True
         )
         self._reader.start()
         t0 = time.perf_counter()
+        lines = (supervisor_source(), supervisor, kernel_source(), config)
+        msg: dict[str, Any] | None = None
         try:
-            self._write((json.dumps(source) + "\n" + json.dumps(config) + "\n").encode())
-            msg = self.recv(timeout)
+            self._write_raw("".join(json.dumps(x) + "\n" for x in lines).encode())
+            deadline = time.monotonic() + timeout
+            while msg is None and time.monotonic() < deadline:
+                if cancel is not None and cancel.is_set():
+                    raise SandboxCancelledError("the kernel start was cancelled: shutting down")
+                msg = self.recv(min(0.1, max(0.0, deadline - time.monotonic())))
+        except SandboxCancelledError:
+            self.kill()
+            raise
         except (KernelDiedError, OSError) as exc:
             self.kill()
+            if cancel is not None and cancel.is_set():
+                raise SandboxCancelledError(
+                    "the kernel start was cancelled: shutting down"
+                ) from None
             raise SandboxStartError(
                 f"the {self.backend} kernel exited during start ({exc}); its output:\n"
                 f"{self.diagnostics() or '(none)'}"
@@ -172,8 +292,9 @@ class Sandbox(abc.ABC):
         self.config = config or SandboxConfig.from_env()
 
     @abc.abstractmethod
-    def spawn_kernel(self) -> KernelProcess:
-        """Start a kernel and wait until it is ready (blocking)."""
+    def spawn_kernel(self, cancel: threading.Event | None = None) -> KernelProcess:
+        """Start a kernel and wait until it is ready (blocking); `cancel` set abandons it
+        (`SandboxCancelledError`)."""
 
     @abc.abstractmethod
     def check(self) -> dict[str, Any]:
@@ -216,6 +337,10 @@ class SandboxSession:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._closed = False
+        # The host's own view of /mnt/data, and a private folder for the copies it takes.
+        self._view = FileView()
+        self._staging: Path | None = None
+        self._baseline_pending = not kernel.starts_empty
 
     # -- async API ------------------------------------------------------------------
     async def execute(
@@ -262,6 +387,37 @@ class SandboxSession:
         old.kill()
         self.kernel = self._spawn()
         self.restarts += 1
+        self._view.clear()
+        self._baseline_pending = not self.kernel.starts_empty
+
+    # -- files, read by the host ----------------------------------------------------------
+    def _take(self, copy: bool) -> TakeResult:
+        """Read /mnt/data (the host's reading: an engine archive or a no-follow walk) and
+        copy what is new or changed into a fresh private staging folder."""
+        staging: Path | None = None
+        if copy:
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = staging = Path(tempfile.mkdtemp(prefix="hg-sandbox-files-"))
+        limits = self.config.take_limits()
+        try:
+            return take(self.kernel.data_entries(limits.max_depth), self._view, limits, staging)
+        except SandboxFileError as exc:
+            return TakeResult(skipped=[str(exc)], complete=False)
+        except Exception as exc:  # the engine failed mid-stream: say so, keep the session
+            log.warning("could not read /mnt/data: %s", exc)
+            return TakeResult(
+                skipped=[
+                    f"the files in /mnt/data could not be read ({type(exc).__name__}: "
+                    f"{exc}); they are still in the session"
+                ],
+                complete=False,
+            )
+
+    def _baseline(self) -> None:
+        if self._baseline_pending:
+            self._baseline_pending = False
+            self._take(copy=False)
 
     def restart_sync(self) -> None:
         """Throw the state away and continue on a new kernel."""
@@ -282,32 +438,63 @@ class SandboxSession:
             if msg.get("id") == req_id:
                 return msg
 
+    def _hard_limit(self, limit: float) -> float:
+        return limit + self.config.interrupt_grace_s + self.config.hard_deadline_margin_s
+
     def _request(self, msg: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
         with self._lock:
             self._check_open()
             if not self.kernel.alive:
                 self._replace_kernel()
             req_id = next(self._ids)
-            self.kernel.send({**msg, "id": req_id})
+            self.kernel.send({**msg, "id": req_id}, self._hard_limit(timeout))
             reply = self._wait_reply(req_id, timeout)
             if reply is None:
-                raise SandboxError(f"the kernel did not answer {msg['op']} within {timeout:g} s")
+                # The kernel is still busy with a request we gave up on: it must not stay
+                # queued in front of the next cell. Interrupt it, else replace the kernel.
+                self.kernel.interrupt()
+                if self._wait_reply(req_id, self.config.interrupt_grace_s) is None:
+                    self._replace_kernel()
+                    raise SandboxError(
+                        f"the kernel did not answer {msg['op']} within {timeout:g} s and was "
+                        "restarted (variables and files were lost); try again"
+                    )
+                raise SandboxError(
+                    f"the kernel did not answer {msg['op']} within {timeout:g} s and was "
+                    "interrupted; the session is kept"
+                )
             if reply.get("type") == "error":
                 raise SandboxError(f"{msg['op']} failed in the sandbox: {reply.get('error')}")
             return reply
 
     def read_file_sync(self, path: str) -> bytes:
-        """A file under /mnt/data (path relative to it)."""
+        """A file under /mnt/data (path relative to it), as the kernel reads it: the
+        bytes are the user's (untrusted) content; the kernel refuses non-regular files."""
         reply = self._request({"op": "read", "path": path})
         return base64.b64decode(reply["data"])
 
     def write_file_sync(self, path: str, data: bytes) -> None:
         """Put a file under /mnt/data (path relative to it)."""
         self._request({"op": "write", "path": path, "data": base64.b64encode(data).decode()})
+        self._view.expect(path, data)
 
     def list_files_sync(self) -> list[SandboxFile]:
-        reply = self._request({"op": "list"})
-        return [SandboxFile(**f) for f in reply["files"]]
+        """The regular files under /mnt/data, as the host reads them (not the kernel)."""
+        with self._lock:
+            self._check_open()
+            limits = self.config.take_limits()
+            out = []
+            for i, entry in enumerate(self.kernel.data_entries(limits.max_depth)):
+                if i >= limits.max_entries:
+                    break
+                parts = entry.name.strip("/").split("/")
+                if entry.kind == "file" and not any(p.startswith(".") for p in parts):
+                    from .files import display_path, safe_name
+
+                    shown = display_path(entry.name.strip("/"))
+                    mime = mimetypes.guess_type(safe_name(entry.name))[0] or ""
+                    out.append(SandboxFile(path=shown, size=entry.size, mime_type=mime))
+            return out
 
     def execute_sync(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run `code` in the session; never raises for anything the code does."""
@@ -326,19 +513,31 @@ class SandboxSession:
                     f"Note: the previous kernel had stopped ({reason}); this code ran in a new "
                     "session, so earlier variables, imports and files were lost."
                 )
+            self._baseline()
             req_id = next(self._ids)
             t0 = time.perf_counter()
             try:
-                self.kernel.send({"op": "exec", "code": code, "id": req_id})
+                self.kernel.send(
+                    {"op": "exec", "code": code, "id": req_id}, self._hard_limit(limit)
+                )
                 reply = self._wait_reply(req_id, limit)
             except KernelDiedError:
                 return self._after_death(t0)
             if reply is None:
-                return self._after_timeout(req_id, limit, t0)
-            result = _parse_result(reply)
+                result = self._after_timeout(req_id, limit, t0)
+            else:
+                result = _parse_result(reply)
             if restarted:
                 result.restarted = result.state_lost = True
                 result.note = "\n".join(p for p in (note, result.note) if p)
+            if not result.state_lost and self.kernel.alive:
+                # The kernel's file list says only whether to look (lying can only hide
+                # the code's own files); what is taken, and under which name, is the host's.
+                hint = reply is None or bool(reply.get("files"))
+                if hint or self.kernel.take_always:
+                    taken = self._take(copy=True)
+                    result.files = taken.files
+                    result.files_skipped = taken.skipped
             return result
 
     def _after_death(self, t0: float) -> ExecResult:
@@ -390,6 +589,9 @@ class SandboxSession:
                 return
             self._closed = True
             self.kernel.kill()
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
+                self._staging = None
 
     def __enter__(self) -> SandboxSession:
         return self
@@ -402,6 +604,7 @@ class SandboxSession:
 
 
 def _parse_result(reply: dict[str, Any]) -> ExecResult:
+    # `files` in the reply is the kernel's claim: used by the caller only as a hint.
     if reply.get("type") != "result":
         raise SandboxError(f"unexpected reply from the kernel: {reply.get('error', reply)}")
     err = reply.get("error")
@@ -434,7 +637,6 @@ def _parse_result(reply: dict[str, Any]) -> ExecResult:
         stderr=reply.get("stderr", ""),
         value=reply.get("value"),
         error=error,
-        files=[SandboxFile(**f) for f in reply.get("files", [])],
         duration_ms=float(reply.get("duration_ms", 0.0)),
         stdout_truncated=bool(reply.get("stdout_truncated")),
         stderr_truncated=bool(reply.get("stderr_truncated")),

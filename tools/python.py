@@ -10,7 +10,6 @@ can refer to them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,12 @@ from harmonygraph.sandbox import (
     Sandbox,
     SandboxConfig,
     SandboxError,
+    SandboxFileError,
     SandboxPool,
     SandboxSession,
     get_sandbox,
 )
+from harmonygraph.sandbox.files import publish
 from harmonygraph.tools.base import Artifact, Tool, ToolContext, ToolOutput, Toolset
 from openai_harmony import ToolNamespaceConfig
 
@@ -206,27 +207,26 @@ class PythonToolset(Toolset):
     async def _collect(
         self, state: _RunState, result: ExecResult, ctx: ToolContext
     ) -> tuple[list[Artifact], list[str]]:
+        # The files were read out of /mnt/data by the host itself (never as the kernel
+        # reported them) into the session's staging folder, under sanitised names; here
+        # each is copied into the run's artifacts folder without overwriting anything.
         if not result.files or state.session is None:
             return [], []
         out_dir = Path(ctx.artifacts_dir) / "python"
-        max_bytes = self.config.max_file_mb * 1024 * 1024
         artifacts: list[Artifact] = []
         notes: list[str] = []
         for f in result.files:
-            where = f"/mnt/data/{f.path}"
-            if f.size > max_bytes:
-                notes.append(f"[file {where}: {f.size} bytes, too large to keep as an artifact]")
+            where = f"/mnt/data/{f.path}"  # display-safe: one line, control chars escaped
+            if not f.local_path:
+                continue
+            if state.saved.get(f.path) == f.sha256:
                 continue
             try:
-                data = await state.session.read_file(f.path)
-            except SandboxError as exc:
-                notes.append(f"[file {where}: could not be copied out: {exc}]")
+                dest = await asyncio.to_thread(publish, Path(f.local_path), out_dir, f.name)
+            except SandboxFileError as exc:
+                notes.append(f"[file {where}: not kept: {exc}]")
                 continue
-            digest = hashlib.sha256(data).hexdigest()
-            if state.saved.get(f.path) == digest:
-                continue
-            state.saved[f.path] = digest
-            dest = await asyncio.to_thread(_write_unique, out_dir, f.path, data)
+            state.saved[f.path] = f.sha256
             artifacts.append(
                 Artifact(
                     path=dest,
@@ -239,16 +239,3 @@ class PythonToolset(Toolset):
             # the same analysis differ on a detail the model never needs.
             notes.append(f"[file saved: {where} ({f.mime_type or 'unknown type'})]")
         return artifacts, notes
-
-
-def _write_unique(out_dir: Path, rel: str, data: bytes) -> Path:
-    """Write under `out_dir`, never overwriting an earlier artifact of the run."""
-    safe = Path(*[p for p in Path(rel).parts if p not in ("..", "/")])
-    dest = out_dir / safe
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = dest.with_name(f"{safe.stem}-{n}{safe.suffix}")
-    dest.write_bytes(data)
-    return dest

@@ -99,11 +99,21 @@ def test_container_is_locked_down(session: SandboxSession) -> None:
     assert host["PidsLimit"] == cfg.pids_limit
     assert host["NanoCpus"] == int(cfg.cpus * 1e9)
     assert host["CapDrop"] == ["ALL"]
+    # Only the supervisor (uid 0) holds these, to start the kernel as uid 1000 and to
+    # signal it; the kernel and the user's code have no capability at all.
+    assert sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETUID"]
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert set(host["Tmpfs"]) == {"/mnt/data", "/tmp"}
-    assert c.attrs["Config"]["User"] == "1000:1000"
-    r = session.execute_sync("import os\n(os.getuid(), os.getgid())")
-    assert r.value == "(1000, 1000)"
+    assert set(host["Tmpfs"]) == {"/tmp"}
+    [data] = [m for m in host["Mounts"] if m["Target"] == "/mnt/data"]
+    assert data["VolumeOptions"]["DriverConfig"]["Options"]["type"] == "tmpfs"
+    r = session.execute_sync(
+        "import os\n(os.getuid(), os.getgid(), os.getgroups(),"
+        " open('/proc/self/status').read().split('CapEff:')[1].split()[0])"
+    )
+    assert r.value == "(1000, 1000, [], '0000000000000000')"
+    # The user's code cannot signal or trace the supervisor (its parent, uid 0).
+    r = session.execute_sync("import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)")
+    assert r.error is not None and r.error.ename == "PermissionError"
 
 
 def test_close_removes_the_container(docker_sandbox: DockerSandbox) -> None:

@@ -79,7 +79,7 @@ def test_a_taker_waiting_on_a_failing_start_hears_of_it_at_once() -> None:
             self.calls = 0
             self.lock = threading.Lock()
 
-        def spawn_kernel(self) -> None:
+        def spawn_kernel(self, cancel: threading.Event | None = None) -> None:
             with self.lock:
                 self.calls += 1
             time.sleep(0.3)
