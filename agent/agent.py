@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 
-from harmonygraph.checkpoint import memory_saver
+from harmonygraph.checkpoint import CheckedSaver, CheckpointWriteError, memory_saver
 from harmonygraph.events import AgentEvent, RunDone
 from harmonygraph.graphs.agent_loop import LoopRuntime, OutputSpec, RunLimits, build_agent_graph
 from harmonygraph.harmony.messages import Message
@@ -33,6 +33,7 @@ from harmonygraph.trace import (
     Trace,
     TraceRecorder,
     check_replay_end,
+    model_secrets,
 )
 from harmonygraph.usage import Price, estimate_cost
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -40,6 +41,8 @@ from langgraph.types import Command, StreamMode
 
 __all__ = [
     "Agent",
+    "AgentCheckpointError",
+    "AgentInputError",
     "AgentModelError",
     "AgentRunError",
     "ChatSession",
@@ -119,6 +122,20 @@ class AgentModelError(AgentRunError):
     """The model could not be called (server down, auth, timeout)."""
 
 
+class AgentInputError(AgentRunError):
+    """The conversation cannot be sent to the model (text it cannot encode in bounded
+    time); `result` keeps the run so far."""
+
+
+class AgentCheckpointError(AgentRunError):
+    """A checkpoint could not be written, so the run stopped rather than go on unsaved.
+
+    `result` holds what the run did up to there; the checkpointer holds the run up to
+    its last saved step, from which the same `thread_id` (and no input) goes on. The
+    saver's error is the `__cause__`.
+    """
+
+
 Checkpointer = BaseCheckpointSaver | Literal["memory"] | None
 
 
@@ -171,7 +188,9 @@ class Agent(Generic[T]):
         self.limits = limits or RunLimits()
         self.settings = settings or ModelSettings()
         self.trace_dir = Path(trace_dir) if trace_dir else None
-        self.redactor = Redactor(list(redact))
+        # The client's own secrets (key, URL credentials, header values) are always
+        # redacted, whatever their shape, with any the caller names.
+        self.redactor = Redactor([*redact, *model_secrets(self.model)])
         self.prices = prices
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
         self.deps = deps
@@ -202,7 +221,7 @@ class Agent(Generic[T]):
         self.checkpointer: BaseCheckpointSaver | None = (
             memory_saver() if checkpointer == "memory" else checkpointer
         )
-        self._graph = build_agent_graph().compile(checkpointer=self.checkpointer)
+        self._graph = _compile(self.checkpointer)
         self._graph_plain = (
             build_agent_graph().compile() if self._checkpoint_on_demand else self._graph
         )
@@ -355,7 +374,7 @@ class Agent(Generic[T]):
         clone.registry = registry
         clone.checkpointer = memory_saver()
         clone._checkpoint_on_demand = True
-        clone._graph = build_agent_graph().compile(checkpointer=clone.checkpointer)
+        clone._graph = _compile(clone.checkpointer)
         clone._graph_plain = build_agent_graph().compile()
         return clone
 
@@ -457,6 +476,7 @@ class Agent(Generic[T]):
         before = await self._message_count(config) if needs_checkpoint else len(message_history)
         state: dict[str, Any] = {}
         pending: Any = None
+        not_saved: CheckpointWriteError | None = None
         await self.registry.start(ctx)
         try:
             # Only what this run reads: events when streaming, interrupts when it can
@@ -466,7 +486,15 @@ class Agent(Generic[T]):
                 modes.append("custom")
             if needs_checkpoint:
                 modes.append("updates")
-            async for mode, chunk in graph.astream(graph_input, config, stream_mode=modes):
+            # "sync": each step's checkpoint is written before the next step starts, so
+            # a crash loses at most the step in progress, and a write that fails stops
+            # the run at that step (CheckedSaver) instead of at its end, or never.
+            async for mode, chunk in graph.astream(
+                graph_input,
+                config,
+                stream_mode=modes,
+                durability="sync" if needs_checkpoint else None,
+            ):
                 if mode == "custom":
                     if stream:
                         yield cast(AgentEvent, chunk)
@@ -474,8 +502,15 @@ class Agent(Generic[T]):
                     state = cast(dict[str, Any], chunk)
                 elif isinstance(chunk, dict) and "__interrupt__" in chunk:
                     pending = chunk["__interrupt__"][0].value
+        except CheckpointWriteError as exc:
+            not_saved = exc
         finally:
             await self.registry.close(ctx)
+            if isinstance(graph.checkpointer, CheckedSaver):
+                graph.checkpointer.forget_failures(thread)
+        if not_saved is not None:
+            state = {**state, "status": "checkpoint_error", "error": str(not_saved)}
+            pending = None
         result = self._result(state, pending, run_id, thread, before, recorder, path)
         recorder.end(
             status=result.status,
@@ -487,6 +522,8 @@ class Agent(Generic[T]):
         result.trace = Trace(list(recorder.records), path)
         if stream:
             yield RunDone(result)
+        if not_saved is not None:
+            raise AgentCheckpointError(result.error or str(not_saved), result) from not_saved
         _raise_for_status(result)
         if not stream:
             yield RunDone(result)
@@ -539,9 +576,10 @@ class Agent(Generic[T]):
             trace=Trace(list(recorder.records), path),
             run_id=run_id,
             thread_id=thread,
-            error=state.get("error"),
+            # Redacted like the trace: the error reaches run_end and the exception message.
+            error=self.redactor.text(state["error"]) if state.get("error") else None,
             trace_path=path,
-            output_errors=list(state.get("output_errors") or []),
+            output_errors=[self.redactor.text(e) for e in state.get("output_errors") or []],
             interrupt=pending,
         )
 
@@ -554,7 +592,15 @@ def _raise_for_status(result: RunResult[Any]) -> None:
         raise OutputValidationError(result.error or "the final answer did not validate", result)
     if status == "model_error":
         raise AgentModelError(result.error or "the model call failed", result)
+    if status == "invalid_input":
+        raise AgentInputError(result.error or "the input cannot be sent to the model", result)
     raise RunLimitExceeded(result.error or f"the run stopped: {status}", result)
+
+
+def _compile(checkpointer: BaseCheckpointSaver | None) -> Any:
+    """The loop's graph on `checkpointer`, wrapped so that a failed write is raised."""
+    saver = CheckedSaver(checkpointer) if checkpointer is not None else None
+    return build_agent_graph().compile(checkpointer=saver)
 
 
 def _system_dict(s: SystemConfig) -> dict[str, Any]:

@@ -2,19 +2,41 @@
 
 LangGraph's serializer restores only the types it is told about; these are the types the
 agent loop keeps in its state. Pass `serializer()` to any saver you build yourself.
+
+A run saves a checkpoint after every step and waits for it (LangGraph's `"sync"`
+durability), through `CheckedSaver`: a write the saver refuses raises
+`CheckpointWriteError` at that step, so a run never goes on unsaved (LangGraph alone
+would only report a failed background write when the run ends, and not at all when
+the run fails otherwise).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-__all__ = ["STATE_TYPES", "memory_saver", "postgres_saver", "serializer", "sqlite_saver"]
+__all__ = [
+    "STATE_TYPES",
+    "CheckedSaver",
+    "CheckpointWriteError",
+    "memory_saver",
+    "postgres_saver",
+    "serializer",
+    "sqlite_saver",
+]
 
 STATE_TYPES: list[tuple[str, str]] = [
     ("harmonygraph.harmony.messages", "Message"),
@@ -59,3 +81,151 @@ async def postgres_saver(url: str) -> AsyncIterator[Any]:
         saver.serde = serializer()
         await saver.setup()
         yield saver
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written: the run stops here instead of going on unsaved."""
+
+    def __init__(self, saver: object, what: str, cause: BaseException) -> None:
+        self.saver_type = type(saver).__name__
+        first = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
+        super().__init__(
+            f"{type(saver).__name__} could not save the run's {what} "
+            f"({type(cause).__name__}: {first}); the run was stopped so that nothing runs "
+            "unsaved. Check the database (reachable, writable, not full), then run the "
+            "same thread_id again with no input to go on from the last saved step"
+        )
+
+
+def _thread(config: RunnableConfig) -> str:
+    return str(config.get("configurable", {}).get("thread_id", ""))
+
+
+class CheckedSaver(BaseCheckpointSaver[Any]):
+    """A saver that passes everything to `inner` and turns a failed write into
+    `CheckpointWriteError`. A failed write of a step's pending writes (which LangGraph
+    makes in the background) is raised by the next checkpoint write at the latest."""
+
+    def __init__(self, inner: BaseCheckpointSaver[Any]) -> None:
+        super().__init__(serde=inner.serde)
+        self.inner = inner
+        # Failed pending writes by thread, raised by that thread's next checkpoint.
+        self._failed: dict[str, CheckpointWriteError] = {}
+
+    @property
+    def config_specs(self) -> list[Any]:
+        return list(self.inner.config_specs)
+
+    def __getattr__(self, name: str) -> Any:  # a saver's own extras (conn, setup, ...)
+        return getattr(self.inner, name)
+
+    def _raise_pending(self, config: RunnableConfig) -> None:
+        err = self._failed.pop(_thread(config), None)
+        if err is not None:
+            raise err
+
+    def forget_failures(self, thread_id: str) -> None:
+        """Drop a thread's recorded write failure (its run has ended and reported it)."""
+        self._failed.pop(thread_id, None)
+
+    def _fail(self, config: RunnableConfig, what: str, exc: BaseException) -> CheckpointWriteError:
+        err = CheckpointWriteError(self.inner, what, exc)
+        self._failed.setdefault(_thread(config), err)
+        return err
+
+    # -- writes: checked ------------------------------------------------------------
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self._raise_pending(config)
+        try:
+            return self.inner.put(config, checkpoint, metadata, new_versions)
+        except Exception as exc:
+            raise CheckpointWriteError(self.inner, "checkpoint", exc) from exc
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self._raise_pending(config)
+        try:
+            return await self.inner.aput(config, checkpoint, metadata, new_versions)
+        except Exception as exc:
+            raise CheckpointWriteError(self.inner, "checkpoint", exc) from exc
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        try:
+            self.inner.put_writes(config, writes, task_id, task_path)
+        except Exception as exc:
+            raise self._fail(config, "pending writes", exc) from exc
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        try:
+            await self.inner.aput_writes(config, writes, task_id, task_path)
+        except Exception as exc:
+            raise self._fail(config, "pending writes", exc) from exc
+
+    # -- everything else: passed through ------------------------------------------------
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.inner.get_tuple(config)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self.inner.aget_tuple(config)
+
+    def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:
+        return self.inner.list(config, **kwargs)
+
+    def alist(self, config: RunnableConfig | None, **kwargs: Any) -> AsyncIterator[CheckpointTuple]:
+        return self.inner.alist(config, **kwargs)
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        return self.inner.get_next_version(current, channel)
+
+    def get_delta_channel_history(self, **kwargs: Any) -> Any:
+        return self.inner.get_delta_channel_history(**kwargs)
+
+    async def aget_delta_channel_history(self, **kwargs: Any) -> Any:
+        return await self.inner.aget_delta_channel_history(**kwargs)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self.inner.delete_thread(thread_id)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.inner.adelete_thread(thread_id)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.inner.copy_thread(source_thread_id, target_thread_id)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self.inner.acopy_thread(source_thread_id, target_thread_id)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self.inner.delete_for_runs(run_ids)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self.inner.adelete_for_runs(run_ids)
+
+    def prune(self, thread_ids: Sequence[str], **kwargs: Any) -> None:
+        self.inner.prune(thread_ids, **kwargs)
+
+    async def aprune(self, thread_ids: Sequence[str], **kwargs: Any) -> None:
+        await self.inner.aprune(thread_ids, **kwargs)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harmonygraph.bounds import clean_text
 from harmonygraph.harmony.messages import Message
 from harmonygraph.harmony.parser import HeaderDone, MessageDone
 from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
@@ -45,6 +46,7 @@ __all__ = [
     "TraceError",
     "TraceRecorder",
     "check_replay_end",
+    "model_secrets",
     "request_fingerprint",
     "sampling_params",
     "settings_from_params",
@@ -96,7 +98,8 @@ class Redactor:
     mask: str = "[REDACTED]"
 
     def text(self, value: str) -> str:
-        for s in self.secrets:
+        # Longest first, so a secret that contains another is replaced whole.
+        for s in sorted(self.secrets, key=len, reverse=True):
             if s and len(s) >= 4:
                 value = value.replace(s, self.mask)
         for pat in _SECRET_PATTERNS:
@@ -131,6 +134,11 @@ class Redactor:
         if self.might_change(line):
             record = self(record)
             line = json.dumps(record, ensure_ascii=False)
+        if not line.isascii() and _SURROGATE.search(line):
+            # A lone surrogate (no UTF-8 for it) that got past the run's boundaries: the
+            # record is written with U+FFFD in its place rather than not at all.
+            record = _clean_strings(record)
+            line = json.dumps(record, ensure_ascii=False)
         return record, line
 
     def __call__(self, obj: Any) -> Any:
@@ -148,6 +156,28 @@ class Redactor:
         if isinstance(obj, list | tuple):
             return [self(v) for v in obj]
         return obj
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean_strings(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, dict):
+        return {_clean_strings(k): _clean_strings(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_strings(v) for v in obj]
+    return obj
+
+
+def model_secrets(model: Any) -> list[str]:
+    """The secrets a model client was configured with (`secrets`: its API key, its URL's
+    credentials, custom header values), for a `Redactor`; none for models without."""
+    found = getattr(model, "secrets", None)
+    if found is None and hasattr(model, "inner"):  # a wrapper (RecordingModel)
+        return model_secrets(model.inner)
+    return [s for s in (found or ()) if isinstance(s, str) and s]
 
 
 # -- request fingerprints -----------------------------------------------------------
@@ -859,7 +889,9 @@ class RecordingModel:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
-        self.recorder = TraceRecorder(path=self.path, redactor=redactor or Redactor())
+        secrets = [*(redactor.secrets if redactor else ()), *model_secrets(inner)]
+        mask = redactor.mask if redactor else Redactor.mask
+        self.recorder = TraceRecorder(path=self.path, redactor=Redactor(secrets, mask))
         self._previous: ModelRequest | None = None
         self._segments = 0
         self._steps = 0

@@ -9,11 +9,19 @@
 The state holds only data (messages, counters, usage), so any LangGraph checkpointer
 can save and resume a run by thread id. What cannot be checkpointed (the model client,
 the tools, the trace recorder) travels in the run's config as a `LoopRuntime`.
+
+Everything a node puts in the state is storable by every checkpointer (Postgres JSONB
+included): messages clean themselves (`Message`), each node's update has its strings
+cleaned (`_storable`), tool results have NUL, lone surrogates and over-long runs of one
+character handled before they are recorded, and the repeated-call key is a hash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import inspect
 import json
 import re
 import time
@@ -23,6 +31,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 import jsonschema
 import pydantic
+from harmonygraph.bounds import JSONDepthError, clean_text, loads_bounded
 from harmonygraph.events import (
     CommentaryDelta,
     FinalDelta,
@@ -31,6 +40,7 @@ from harmonygraph.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from harmonygraph.harmony.encoding import TextEncodingError, shorten_runs
 from harmonygraph.harmony.messages import Message, Role
 from harmonygraph.harmony.parser import ContentDelta, HarmonyParseError
 from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
@@ -70,6 +80,10 @@ RunStatus = Literal[
     "timeout",
     "repeated_tool_call",
     "model_error",
+    # The input cannot be encoded for the model (see harmony.encoding.encode_text).
+    "invalid_input",
+    # Set by the Agent, not a node: a checkpoint could not be written.
+    "checkpoint_error",
 ]
 
 
@@ -113,7 +127,9 @@ class OutputSpec:
         m = _FENCE.match(text)
         body = m.group(1) if m else text.strip()
         try:
-            data = json.loads(body)
+            data = loads_bounded(body)
+        except JSONDepthError as exc:
+            raise OutputInvalid([f"the answer is refused: {exc}"]) from None
         except json.JSONDecodeError as exc:
             raise OutputInvalid(
                 [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
@@ -179,6 +195,33 @@ class LoopRuntime:
     started_at: float = field(default_factory=time.monotonic)
 
 
+def _storable(update: dict[str, Any]) -> dict[str, Any]:
+    """`update` with its strings (an error, the answer, a status) cleaned for storage."""
+    for key, value in update.items():
+        if isinstance(value, str):
+            update[key] = clean_text(value)
+        elif isinstance(value, list) and value and isinstance(value[0], str):
+            update[key] = [clean_text(v) if isinstance(v, str) else v for v in value]
+    return update
+
+
+def storable_node(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A node whose state update is made storable (`_storable`) before LangGraph sees it."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
+            return _storable(await fn(state, config))
+
+        return run_async
+
+    @functools.wraps(fn)
+    def run(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
+        return _storable(fn(state, config))
+
+    return run
+
+
 def _runtime(config: RunnableConfig) -> LoopRuntime:
     rt = config.get("configurable", {}).get("hg_runtime")
     if not isinstance(rt, LoopRuntime):
@@ -232,6 +275,10 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
             "status": "model_error",
             "error": f"{rt.model.name}: the completion is not valid harmony: {exc}",
         }
+    except TextEncodingError as exc:
+        # The conversation cannot be tokenized in bounded time (a run of one character
+        # over the bound, in the input or the model's own earlier output).
+        return {"status": "invalid_input", "error": f"the prompt cannot be encoded: {exc}"}
     rt.recorder.model_call(step, request, response)
     if rt.on_model_response:
         rt.on_model_response(response)
@@ -286,11 +333,17 @@ def route_after_model(state: LoopState) -> str:
 
 
 def _call_key(message: Message) -> str:
+    """What identifies a call (recipient and arguments) for the repeated-call limit.
+
+    A hash: it is kept in the state, and a key holding the arguments themselves would
+    put model text (and any separator) into every checkpoint's inline JSON.
+    """
     try:
-        args = json.dumps(json.loads(message.content), sort_keys=True)
-    except (json.JSONDecodeError, TypeError):
+        args = json.dumps(loads_bounded(message.content), sort_keys=True)
+    except (ValueError, TypeError):  # not JSON, or nested too deep: the text itself
         args = message.content.strip()
-    return f"{message.recipient}\x00{args}"
+    data = json.dumps([message.recipient, args])  # ASCII: escapes any character
+    return hashlib.sha256(data.encode()).hexdigest()
 
 
 def pending_call(messages: list[Message]) -> Message | None:
@@ -361,8 +414,15 @@ def _tool_update(
     repeat: int,
     writer: Callable[[Any], None],
 ) -> dict[str, Any]:
+    # The boundary where a tool's text enters the run: storable (no NUL, no lone
+    # surrogate) and encodable in bounded time (over-long runs of one character cut),
+    # the same in the trace, the event and the state.
+    result.output.text = shorten_runs(clean_text(result.output.text))
     rt.recorder.tool_call(step, result)
-    artifacts = [a.to_dict() for a in result.output.artifacts]
+    artifacts = [
+        {k: clean_text(v) if isinstance(v, str) else v for k, v in a.to_dict().items()}
+        for a in result.output.artifacts
+    ]
     writer(
         ToolResultEvent(
             step,
@@ -432,9 +492,9 @@ def route_after_tools(state: LoopState) -> str:
 def build_agent_graph() -> StateGraph:
     """The loop's graph, uncompiled: compile it with the checkpointer of your choice."""
     graph = StateGraph(LoopState)
-    graph.add_node("model", model_node)
-    graph.add_node("tools", tools_node)
-    graph.add_node("validate", validate_node)
+    graph.add_node("model", storable_node(model_node))
+    graph.add_node("tools", storable_node(tools_node))
+    graph.add_node("validate", storable_node(validate_node))
     graph.add_edge(START, "model")
     graph.add_conditional_edges("model", route_after_model, ["tools", "validate", "model", END])
     graph.add_conditional_edges("tools", route_after_tools, ["tools", "model", END])

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar, get_type_hints, overload
 
 import jsonschema
 import pydantic
+from harmonygraph.bounds import JSONDepthError, loads_bounded
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 __all__ = [
@@ -217,7 +218,10 @@ def parse_json_arguments(raw: str) -> Any:
     if not text:
         return {}
     try:
-        return json.loads(text)
+        # Depth is bounded before parsing: the parser and the validators recurse per level.
+        return loads_bounded(text)
+    except JSONDepthError as exc:
+        raise ArgumentError(f"arguments are refused: {exc}") from None
     except json.JSONDecodeError as exc:
         excerpt = text[max(0, exc.pos - 20) : exc.pos + 20]
         raise ArgumentError(

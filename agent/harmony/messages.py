@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from harmonygraph.bounds import clean_text
+
 __all__ = ["Channel", "Message", "Role", "StopReason"]
 
 
@@ -36,6 +38,16 @@ class Message:
     # The author of a tool message: the tool's recipient name, e.g. `functions.lookup`.
     name: str | None = None
     stop: StopReason | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every message a run keeps is storable: NUL and lone surrogates (which no
+        # database, trace or UTF-8 encoder takes) become U+FFFD as the message is made.
+        for key in ("content", "channel", "recipient", "content_type", "name"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                cleaned = clean_text(value)
+                if cleaned is not value:
+                    object.__setattr__(self, key, cleaned)
 
     # -- constructors ---------------------------------------------------------
     @classmethod

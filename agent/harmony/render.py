@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harmonygraph.harmony.encoding import START, get_encoding
+from harmonygraph.harmony.encoding import START, encode_text, get_encoding, guard_panic
 from harmonygraph.harmony.messages import Message, Role
 from harmonygraph.harmony.prompt import (
     DeveloperConfig,
@@ -210,7 +210,7 @@ def _frame(
 ) -> tuple[tuple[int, ...], int]:
     """harmony's own rendering of a message's header, and the token that closes it."""
     empty = Message(role, "", channel, recipient, content_type, name)
-    tokens = get_encoding().render(to_harmony(empty))
+    tokens = guard_panic(lambda: get_encoding().render(to_harmony(empty)))
     return tuple(tokens[:-1]), tokens[-1]
 
 
@@ -222,13 +222,16 @@ def render_message(message: Message) -> list[int]:
     <|return|> goes back into history as <|end|>, as the format says. The body is encoded
     on its own, which is exact because <|message|> before it is a special token; this
     skips harmony's per-message JSON round trip, most of a short message's cost.
+
+    A body with a run of one character class over `MAX_RUN_CHARS` raises
+    `TextEncodingError` (see `encode_text`): its encoding time would be unbounded.
     """
     head, close = _frame(
         message.role, message.name, message.channel, message.recipient, message.content_type
     )
     if not message.content:
         return [*head, close]
-    body = get_encoding().encode(message.content, disallowed_special=())
+    body = encode_text(message.content)
     return [*head, *body, close]
 
 

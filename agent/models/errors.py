@@ -15,14 +15,20 @@ Otherwise the policy is the SDK's: retry 408, 409, 429 and 5xx answers, timeouts
 dropped connections, with exponential backoff and jitter, honouring `Retry-After`
 (`retry-after-ms` first, as the SDK does). tenacity would add a dependency on the hot
 path for what is a twenty-line loop.
+
+No message names a credential: URLs are shown without their user-info (`safe_url`) and
+every message is scrubbed of the client's configured secrets (`client_secrets`: the API
+key, the URL's password, custom header and query values), whatever their shape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import openai
 from harmonygraph.models.base import (
@@ -37,9 +43,13 @@ __all__ = [
     "RETRYABLE_STATUS",
     "RetryPolicy",
     "call_with_retries",
+    "client_secrets",
     "is_connection_refused",
     "is_retryable",
+    "redact_secrets",
+    "safe_url",
     "translate_error",
+    "url_secrets",
 ]
 
 T = TypeVar("T")
@@ -47,6 +57,82 @@ T = TypeVar("T")
 BASE_URL_HINT = "set the server's URL with --base-url or HARMONYGRAPH_BASE_URL"
 # 408 timeout, 409 lock conflict, 429 rate limit: the SDK's own list of statuses worth retrying.
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+# -- a client's own secrets ----------------------------------------------------------------
+
+MASK = "[REDACTED]"
+# The key sent when none is configured (vLLM and Ollama accept any): not a secret.
+_NO_KEY = "EMPTY"
+
+
+def safe_url(url: str) -> str:
+    """`url` with its user-info (`user:password@`, a credential) replaced by the mask."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{MASK}@{host}"))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials in `url`'s user-info, as written and percent-decoded, and as the
+    HTTP Basic header carries them. A bare user name is a secret only when there is no
+    password (a token sent as the user name); next to a password it is an account name."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return []
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at or not userinfo:
+        return []
+    user, colon, password = userinfo.partition(":")
+    found = [userinfo, unquote(userinfo)]
+    if colon and password:
+        found += [password, unquote(password)]
+    elif user:
+        found += [user, unquote(user)]
+    basic = f"{unquote(user)}:{unquote(password)}".encode()
+    found.append(base64.b64encode(basic).decode("ascii"))
+    return found
+
+
+def client_secrets(client: Any) -> list[str]:
+    """Every secret an OpenAI SDK client was configured with, whatever its shape: the API
+    key, the base URL's credentials, and the values of custom headers and query params."""
+    found: list[str] = []
+    key = getattr(client, "api_key", None)
+    if isinstance(key, str) and key and key != _NO_KEY:
+        found.append(key)
+    base = getattr(client, "base_url", None)
+    if base is not None:
+        found += url_secrets(str(base))
+    for attr in ("_custom_headers", "_custom_query"):
+        values = getattr(client, attr, None)
+        if isinstance(values, Mapping):
+            for value in values.values():
+                if isinstance(value, str) and value:
+                    found.append(value)
+                    # "Basic abc", "Token abc": the credential without its scheme too.
+                    _scheme, space, rest = value.partition(" ")
+                    if space and rest.strip():
+                        found.append(rest.strip())
+    return _longest_first(found)
+
+
+def _longest_first(values: Iterable[str]) -> list[str]:
+    # Longest first: a secret that contains another is replaced whole.
+    return sorted({v for v in values if v}, key=len, reverse=True)
+
+
+def redact_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every one of `secrets` replaced by the mask, longest first."""
+    for secret in _longest_first(secrets):
+        text = text.replace(secret, MASK)
+    return text
 
 
 class RetryPolicy:
@@ -172,8 +258,30 @@ async def translate_error(
     timeout_s: float,
     attempts: int,
 ) -> ModelError:
-    """The `ModelError` to raise for `exc`, with a message that says what to do."""
-    base_url = str(client.base_url).rstrip("/")
+    """The `ModelError` to raise for `exc`, with a message that says what to do (and no
+    secret of the client's in it)."""
+    error = await _translate(
+        exc,
+        client=client,
+        model=model,
+        endpoint=endpoint,
+        timeout_s=timeout_s,
+        attempts=attempts,
+    )
+    message = redact_secrets(str(error), client_secrets(client))
+    return error if message == str(error) else type(error)(message)
+
+
+async def _translate(
+    exc: openai.OpenAIError,
+    *,
+    client: openai.AsyncOpenAI,
+    model: str,
+    endpoint: str,
+    timeout_s: float,
+    attempts: int,
+) -> ModelError:
+    base_url = safe_url(str(client.base_url).rstrip("/"))
     tried = f" (after {attempts} attempts)" if attempts > 1 else ""
     if isinstance(exc, openai.APITimeoutError):
         return ModelTimeoutError(
