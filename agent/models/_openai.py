@@ -16,7 +16,13 @@ from harmonygraph.models.base import (
     iterate_sync,
     run_sync,
 )
-from harmonygraph.models.errors import RetryPolicy, call_with_retries, translate_error
+from harmonygraph.models.errors import (
+    RetryPolicy,
+    call_with_retries,
+    client_secrets,
+    safe_url,
+    translate_error,
+)
 from harmonygraph.settings import Settings
 
 __all__ = [
@@ -77,7 +83,15 @@ class OpenAICompatibleModel:
 
     @property
     def base_url(self) -> str:
-        return str(self.client.base_url).rstrip("/")
+        """The server's URL, for messages: without user-info (`user:password@`)."""
+        return safe_url(str(self.client.base_url).rstrip("/"))
+
+    @property
+    def secrets(self) -> list[str]:
+        """What this client was configured with that must never be written down: the API
+        key, the URL's credentials, custom header and query values, whatever their shape.
+        The agent's trace redactor and this client's error messages remove them."""
+        return client_secrets(self.client)
 
     def settings_for(self, request: ModelRequest) -> ModelSettings:
         return effective_settings(self.settings, request.settings)
@@ -96,14 +110,20 @@ class OpenAICompatibleModel:
                 make, max_retries=settings.max_retries, policy=self.retry_policy, on_retry=count
             )
         except openai.OpenAIError as exc:
-            raise await translate_error(
+            error = await translate_error(
                 exc,
                 client=self.client,
                 model=self.name,
                 endpoint=self.endpoint,
                 timeout_s=settings.timeout,
                 attempts=attempts,
-            ) from exc
+            )
+            # The SDK's own error is kept as the cause unless its text holds a secret.
+            raise error from (None if self._leaks(exc) else exc)
+
+    def _leaks(self, exc: BaseException) -> bool:
+        text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}"
+        return any(s in text for s in self.secrets)
 
     async def translate(self, exc: openai.OpenAIError, settings: ModelSettings) -> Exception:
         """For errors raised while reading a stream, after the request was accepted."""
