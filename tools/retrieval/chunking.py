@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
-__all__ = ["Chunk", "chunk_text", "count_tokens", "fit_to_window"]
+__all__ = [
+    "SEGMENT_CHARS",
+    "Chunk",
+    "chunk_text",
+    "count_tokens",
+    "fit_to_window",
+    "iter_chunks",
+    "segment_cut",
+    "segments",
+]
 
 # Chinese and Japanese put no spaces between words, so there `\w+` would make a whole
 # sentence (or paragraph) one "token" and a chunk could grow without bound: their
@@ -83,14 +92,87 @@ def chunk_text(
     chunk and names the chunks under it. Consecutive chunks of one section share
     `overlap` tokens so that a passage cut at a boundary is still found whole; the
     overlap never reaches back across a heading.
+
+    Working memory grows with the text (about 25 bytes per character); for long texts
+    use `iter_chunks`, which works through them a segment at a time.
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     if not 0 <= overlap < max_tokens:
         raise ValueError("overlap must be at least 0 and less than max_tokens")
+    return _chunk(text, max_tokens, overlap, headings, [])[0]
+
+
+# Segments of about this many characters are chunked one at a time by `iter_chunks`.
+SEGMENT_CHARS = 256 * 1024
+
+
+def segments(text: str, size: int = SEGMENT_CHARS) -> Iterator[str]:
+    """`text` in consecutive pieces of about `size` characters, cut after a blank line
+    (else after whitespace) so that no paragraph (or word) is split where avoidable."""
+    pos = 0
+    while len(text) - pos > size:
+        cut = segment_cut(text, pos + size)
+        yield text[pos:cut]
+        pos = cut
+    if pos < len(text):
+        yield text[pos:]
+
+
+def segment_cut(text: str, at: int, *, final: bool = True) -> int:
+    """Where to cut `text` at or after `at`: after the first paragraph break, else after
+    whitespace, else at `at` + `SEGMENT_CHARS`. With `final=False` (more text will come)
+    a break that reaches the end of `text` is not trusted, and 0 means "read more"."""
+    window = 4 * SEGMENT_CHARS
+    for pattern in (_BLOCK_GAP, _SPACE_GAP):
+        m = pattern.search(text, at, at + window)
+        if m and (final or m.end() < len(text)):
+            return m.end()
+    if not final and len(text) < at + window:
+        return 0
+    return min(len(text), at + window)
+
+
+_BLOCK_GAP = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_SPACE_GAP = re.compile(r"\s+")
+
+
+def iter_chunks(
+    parts: Iterable[str], *, max_tokens: int = 200, overlap: int = 40, headings: bool = True
+) -> Iterator[Chunk]:
+    """`chunk_text` over a text given as consecutive `parts` (see `segments`), with
+    memory bounded by the largest part: offsets, token positions, indexes and heading
+    paths continue across parts; only the overlap does not reach back into the previous
+    part."""
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1")
+    if not 0 <= overlap < max_tokens:
+        raise ValueError("overlap must be at least 0 and less than max_tokens")
+    heading_path: list[tuple[int, str]] = []
+    char_base = token_base = index = 0
+    for part in parts:
+        chunks, heading_path, n_tokens = _chunk(part, max_tokens, overlap, headings, heading_path)
+        for c in chunks:
+            yield replace(
+                c, index=index, char_start=c.char_start + char_base,
+                char_end=c.char_end + char_base, token_start=c.token_start + token_base,
+            )  # fmt: skip
+            index += 1
+        char_base += len(part)
+        token_base += n_tokens
+
+
+def _chunk(
+    text: str,
+    max_tokens: int,
+    overlap: int,
+    headings: bool,
+    heading_path: list[tuple[int, str]],
+) -> tuple[list[Chunk], list[tuple[int, str]], int]:
+    """Chunks of `text`, the heading path at its end, and its token count."""
     spans = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
     if not spans:
-        return []
+        return [], heading_path, 0
     starts = [s for s, _ in spans]
 
     def token_range(a: int, b: int) -> tuple[int, int]:
@@ -114,7 +196,7 @@ def chunk_text(
             sent_start = m.end() if m else b
 
     chunks: list[Chunk] = []
-    heading_path: list[tuple[int, str]] = []
+    heading_path = list(heading_path)
     section_start = 0  # first token of the current section; overlap stops there
     cur_start: int | None = None
     cur_end = 0
@@ -161,7 +243,7 @@ def chunk_text(
         cur_start, cur_end, only_headings = start, unit.end, False
         cur_heading = " > ".join(h[1] for h in heading_path) or None
     flush()
-    return chunks
+    return chunks, heading_path, len(spans)
 
 
 def fit_to_window(

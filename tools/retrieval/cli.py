@@ -115,9 +115,21 @@ def index_add(
             "--bulk", help="Build the vector index once at the end (faster for large loads)."
         ),
     ] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="Follow symbolic links found inside folders (by default they are skipped: "
+            "a link can point anywhere on the machine).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index files: text, Markdown, HTML, PDF, CSV, JSON. Unchanged files are skipped."""
+    """Index files: text, Markdown, HTML, PDF, CSV, JSON. Unchanged files are skipped.
+
+    A file that cannot be read is skipped with the reason and the others go on (exit
+    status 1 if any was); links inside folders are skipped unless --follow-links.
+    """
     from harmonygraph.tools.retrieval.errors import RetrievalError
     from harmonygraph.tools.retrieval.store import IngestProgress, IngestResult
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -140,8 +152,9 @@ def index_add(
 
             async with _store(embedder) as store:
                 return await store.add_paths(
-                    paths, collection=collection, progress=on_progress, defer_index=bulk
-                )
+                    paths, collection=collection, progress=on_progress, defer_index=bulk,
+                    follow_links=follow_links,
+                )  # fmt: skip
 
     try:
         results = asyncio.run(run())
@@ -151,11 +164,27 @@ def index_add(
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     if as_json:
-        typer.echo(json.dumps({"results": [r.model_dump() for r in results], "counts": counts}))
+        skipped = [
+            {"source": r.source, "reason": r.error, "kind": r.error_type}
+            for r in results
+            if r.status in ("error", "skipped")
+        ]
+        typer.echo(
+            json.dumps(
+                {
+                    "results": [r.model_dump() for r in results],
+                    "counts": counts,
+                    "skipped": skipped,
+                }
+            )
+        )
     else:
         for r in results:
-            if r.status == "error":
-                typer.secho(f"skipped {r.source}: {r.error}", err=True, fg="yellow")
+            if r.status in ("error", "skipped"):
+                # The reason names the file already when the loader wrote it.
+                reason = r.error or ""
+                line = reason if reason.startswith(r.source) else f"{r.source}: {reason}"
+                typer.secho(f"skipped {line}", err=True, fg="yellow")
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no files"
         chunks = sum(r.chunks for r in results)
         typer.echo(f"{summary}; {chunks} chunks written to collection {collection!r}")

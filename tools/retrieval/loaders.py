@@ -7,16 +7,20 @@ is a `DocumentError` subclass naming the file and what to do.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import os
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from harmonygraph.tools.retrieval.chunking import SEGMENT_CHARS, segment_cut
 from harmonygraph.tools.retrieval.errors import (
     EmptyDocumentError,
     FileTooLargeError,
@@ -27,16 +31,29 @@ from harmonygraph.tools.retrieval.errors import (
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMATS",
+    "MAX_JSON_DEPTH",
+    "STREAM_BYTES",
     "LoadedDocument",
+    "TextStream",
     "detect_format",
     "document_from_text",
     "load_bytes",
     "load_path",
+    "open_file",
+    "open_text_stream",
 ]
 
 # 50 MB: larger files are nearly always dumps or archives, and would hold one ingest
 # transaction open for minutes. Raise it with HARMONYGRAPH_MAX_FILE_MB or max_bytes.
 DEFAULT_MAX_BYTES = int(float(os.environ.get("HARMONYGRAPH_MAX_FILE_MB", "50")) * 1024 * 1024)
+
+# Text and Markdown files over this size are read, chunked and stored a segment at a
+# time (`open_text_stream`), so memory stays bounded whatever their size.
+STREAM_BYTES = 2 * 1024 * 1024
+# JSON nested deeper than this is refused (a document has a handful of levels; deep
+# nesting is a parser-stack attack).
+MAX_JSON_DEPTH = 100
+_READ_BLOCK = 1024 * 1024
 
 FORMATS: dict[str, str] = {
     ".txt": "text", ".text": "text", ".log": "text", ".rst": "text",
@@ -128,10 +145,11 @@ def _markdown(text: str) -> tuple[str, dict[str, Any]]:
     m = re.match(r"^---\n(.*?)\n---\n", text, re.DOTALL)
     if m:
         try:
-            import yaml
+            from harmonygraph.safe_yaml import load_yaml
 
-            data = yaml.safe_load(m.group(1))
-        except Exception:  # broken front matter is kept as text rather than lost
+            # No aliases, bounded values and nesting: front matter is data from the file.
+            data = load_yaml(m.group(1))
+        except Exception:  # broken or refused front matter is kept as text, not lost
             data = None
         if isinstance(data, dict):
             meta = {str(k): v for k, v in data.items() if isinstance(v, str | int | float | bool)}
@@ -225,13 +243,20 @@ def _pdf(data: bytes, source: str) -> tuple[str, list[int], dict[str, Any]]:
     return "\n\n".join(text_parts), starts, meta
 
 
-def _csv(text: str) -> tuple[str, dict[str, Any]]:
+def _csv(text: str, source: str) -> tuple[str, dict[str, Any]]:
     sample = text[:8192]
     try:
         dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    rows = [r for r in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise UnreadableDocumentError(
+            f"{source}: not a readable table ({exc}); if it is not really a table, give it "
+            "a .txt extension to index it as text",
+            source,
+        ) from None
     if not rows:
         return "", {}
     # csv.Sniffer.has_header misjudges all-text tables; a first row of distinct,
@@ -274,6 +299,19 @@ def _flatten(value: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {value}" if prefix else str(value)]
 
 
+def _depth_over(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
 def _json(text: str, source: str, lines: bool) -> tuple[str, str | None]:
     try:
         if lines:
@@ -285,6 +323,22 @@ def _json(text: str, source: str, lines: bool) -> tuple[str, str | None]:
         raise UnreadableDocumentError(
             f"{source}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", source
         ) from exc
+    except RecursionError:
+        raise UnreadableDocumentError(
+            f"{source}: JSON nested too deeply to parse (over {MAX_JSON_DEPTH} levels); "
+            "flatten it, or give it a .txt extension to index it as text",
+            source,
+        ) from None
+    except ValueError as exc:  # an integer past Python's digit limit, and the like
+        raise UnreadableDocumentError(
+            f"{source}: unusable JSON ({str(exc)[:160]})", source
+        ) from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise UnreadableDocumentError(
+            f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep; flatten it, or "
+            "give it a .txt extension to index it as text",
+            source,
+        )
     title = None
     if isinstance(value, dict):
         for key in ("title", "name"):
@@ -327,19 +381,28 @@ def load_bytes(
             )
     else:
         raw = _decode(data, source)
-        if format == "html":
-            text, found_title = _html(data, source)
-        elif format == "markdown":
-            text, meta = _markdown(_clean(raw))
-            found_title = str(meta["title"]) if "title" in meta else _title_from(text, "") or None
-        elif format == "csv":
-            text, meta = _csv(raw)
-        elif format in ("json", "jsonl"):
-            text, found_title = _json(raw, source, lines=format == "jsonl")
-        elif format == "text":
-            text = raw
-        else:
-            raise UnsupportedFileError(f"{source}: unknown format {format!r}", source)
+        try:
+            if format == "html":
+                text, found_title = _html(data, source)
+            elif format == "markdown":
+                text, meta = _markdown(_clean(raw))
+                found_title = (
+                    str(meta["title"]) if "title" in meta else _title_from(text, "") or None
+                )
+            elif format == "csv":
+                text, meta = _csv(raw, source)
+            elif format in ("json", "jsonl"):
+                text, found_title = _json(raw, source, lines=format == "jsonl")
+            elif format == "text":
+                text = raw
+            else:
+                raise UnsupportedFileError(f"{source}: unknown format {format!r}", source)
+        except RecursionError:
+            raise UnreadableDocumentError(
+                f"{source}: nested too deeply to read as {format}; give it a .txt extension "
+                "to index it as text",
+                source,
+            ) from None
         text = _clean(text)
     if not text.strip():
         raise EmptyDocumentError(f"{source}: no text found in the {format} file", source)
@@ -355,34 +418,222 @@ def load_bytes(
     )
 
 
-def load_path(
-    path: str | Path,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    metadata: dict[str, Any] | None = None,
-) -> LoadedDocument:
-    """Read one file, refusing before reading it when it is over `max_bytes`."""
-    p = Path(path).expanduser()
-    source = str(p.resolve())
+def open_file(path: Path, *, follow_links: bool = True) -> tuple[IO[bytes], int]:
+    """A regular file opened for reading, and its size; a `DocumentError` otherwise.
+
+    The file is opened first and checked after (on the open descriptor), so it cannot be
+    swapped between the check and the read. `follow_links=False` refuses a symbolic link
+    in the last component (`O_NOFOLLOW`); FIFOs and devices never block or get read.
+    """
+    source = str(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        size = p.stat().st_size
+        fd = os.open(path, flags)
     except OSError as exc:
-        raise UnreadableDocumentError(f"{source}: cannot read ({exc.strerror})", source) from exc
-    if not p.is_file():
-        raise UnsupportedFileError(f"{source}: not a regular file", source)
+        if not follow_links and path.is_symlink():
+            raise UnsupportedFileError(
+                f"{source}: a symbolic link; links are not followed unless asked "
+                "(--follow-links, or name the target itself)",
+                source,
+            ) from None
+        raise UnreadableDocumentError(f"{source}: cannot read ({exc.strerror})", source) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsupportedFileError(f"{source}: not a regular file", source)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_size(source: str, size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise FileTooLargeError(
             f"{source}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit; split the "
             "file or raise HARMONYGRAPH_MAX_FILE_MB",
             source,
         )
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise UnreadableDocumentError(f"{source}: cannot read ({exc.strerror})", source) from exc
+
+
+def load_path(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    metadata: dict[str, Any] | None = None,
+    follow_links: bool = True,
+) -> LoadedDocument:
+    """Read one file whole, refusing before reading it when it is over `max_bytes`.
+
+    For text and Markdown over `STREAM_BYTES`, `open_text_stream` keeps memory bounded.
+    """
+    p = Path(path).expanduser()
+    source = str(p.resolve()) if follow_links else str(p.parent.resolve() / p.name)
+    f, size = open_file(p, follow_links=follow_links)
+    with f:
+        _check_size(source, size, max_bytes)
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise UnreadableDocumentError(
+                f"{source}: cannot read ({exc.strerror})", source
+            ) from exc
+    _check_size(source, len(data), max_bytes)  # grew since the check
     fmt = detect_format(p, data[:8])
-    meta = {"filename": p.name, "bytes": size, **(metadata or {})}
+    meta = {"filename": p.name, "bytes": len(data), **(metadata or {})}
     return load_bytes(data, source=source, format=fmt, metadata=meta)
+
+
+@dataclass
+class TextStream:
+    """A text or Markdown file read a segment at a time (see `open_text_stream`).
+
+    `segments()` yields the cleaned text in pieces of about `SEGMENT_CHARS` that end
+    after a paragraph break; `chars`, `title` and `metadata` are final once it is spent.
+    It raises `UnreadableDocumentError` if the file changed since it was opened.
+    """
+
+    path: Path
+    source: str
+    format: str
+    size: int
+    content_hash: str
+    encoding: str
+    follow_links: bool
+    title: str
+    metadata: dict[str, Any]
+    chars: int = 0
+    _title_found: bool = False
+
+    def document(self) -> LoadedDocument:
+        """The document's record (its text is not held: it is in the chunks)."""
+        return LoadedDocument(
+            source=self.source, title=self.title[:300], text="", format=self.format,
+            content_hash=self.content_hash, metadata=self.metadata,
+        )  # fmt: skip
+
+    def segments(self) -> Iterator[str]:
+        self.chars = 0
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        digest = hashlib.sha256()
+        buf = ""
+        started = pending_cr = False
+        f, _ = open_file(self.path, follow_links=self.follow_links)
+        with f:
+            while True:
+                block = f.read(_READ_BLOCK)
+                final = not block
+                digest.update(block)
+                text = ("\r" if pending_cr else "") + decoder.decode(block, final=final)
+                pending_cr = not final and text.endswith("\r")
+                if pending_cr:
+                    text = text[:-1]
+                buf += text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+                if not started:
+                    buf = buf.lstrip()
+                    if not buf or (self.format == "markdown" and not final and len(buf) < 65536):
+                        if final:
+                            break
+                        continue  # front matter needs the file's start in one piece
+                while buf:
+                    if len(buf) > SEGMENT_CHARS:
+                        cut = segment_cut(buf, SEGMENT_CHARS, final=final)
+                    else:
+                        cut = len(buf) if final else 0
+                    if not cut:
+                        break
+                    piece, buf = buf[:cut], buf[cut:]
+                    if final and not buf:
+                        piece = piece.rstrip()
+                    piece = re.sub(r"\n{3,}", "\n\n", piece)
+                    if not started:
+                        started = True
+                        piece = self._first(piece)
+                    if not self._title_found and self.format == "markdown":
+                        if found := _title_from(piece, ""):
+                            self.title, self._title_found = found, True
+                    if piece:
+                        self.chars += len(piece)
+                        yield piece
+                if final:
+                    break
+        if digest.hexdigest() != self.content_hash:
+            raise UnreadableDocumentError(
+                f"{self.source}: the file changed while it was being indexed; index it again",
+                self.source,
+            )
+
+    def _first(self, piece: str) -> str:
+        if self.format != "markdown":
+            return piece
+        piece, meta = _markdown(piece)
+        self.metadata = {**meta, **self.metadata}
+        if "title" in meta:
+            self.title, self._title_found = str(meta["title"]), True
+        return piece.lstrip()
+
+
+def open_text_stream(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    metadata: dict[str, Any] | None = None,
+    follow_links: bool = True,
+) -> TextStream:
+    """A large text or Markdown file as a `TextStream`: one pass here hashes it, refuses
+    binary content and picks the encoding (UTF-8, else detected from its start); the
+    text is then produced a segment at a time, in bounded memory."""
+    p = Path(path).expanduser()
+    source = str(p.resolve()) if follow_links else str(p.parent.resolve() / p.name)
+    f, size = open_file(p, follow_links=follow_links)
+    digest = hashlib.sha256()
+    utf8 = codecs.getincrementaldecoder("utf-8-sig")()
+    is_utf8 = True
+    head = b""
+    with f:
+        _check_size(source, size, max_bytes)
+        read = 0
+        while block := f.read(_READ_BLOCK):
+            if not head:
+                head = block
+                if _looks_binary(head):
+                    raise UnsupportedFileError(
+                        f"{source}: looks binary (NUL or control bytes), not text; convert it "
+                        "to text, Markdown, HTML, PDF, CSV or JSON first",
+                        source,
+                    )
+            read += len(block)
+            _check_size(source, read, max_bytes)
+            digest.update(block)
+            if is_utf8:
+                try:
+                    utf8.decode(block)
+                except UnicodeDecodeError:
+                    is_utf8 = False
+    if not head.strip():
+        raise EmptyDocumentError(f"{source}: the file is empty; nothing to index", source)
+    encoding = "utf-8-sig"
+    if not is_utf8:
+        encoding = "latin-1"
+        try:
+            from charset_normalizer import from_bytes
+
+            best = from_bytes(head).best()
+            if best is not None:
+                encoding = best.encoding
+        except ImportError:
+            pass
+    fmt = detect_format(p, head[:8])
+    if fmt not in ("text", "markdown"):
+        raise UnsupportedFileError(f"{source}: only text and Markdown are streamed", source)
+    return TextStream(
+        path=p, source=source, format=fmt, size=read, content_hash=digest.hexdigest(),
+        encoding=encoding, follow_links=follow_links, title=p.name,
+        metadata={"filename": p.name, "bytes": read, **(metadata or {})},
+    )  # fmt: skip
 
 
 def document_from_text(

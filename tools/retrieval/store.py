@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
-from harmonygraph.tools.retrieval.chunking import Chunk, chunk_text, fit_to_window
+from harmonygraph.tools.retrieval.chunking import Chunk, fit_to_window, iter_chunks, segments
 from harmonygraph.tools.retrieval.db import database_url
 from harmonygraph.tools.retrieval.embeddings import Embedder, check_embeddings, embedder_from_spec
 from harmonygraph.tools.retrieval.errors import (
@@ -39,9 +40,13 @@ from harmonygraph.tools.retrieval.errors import (
 from harmonygraph.tools.retrieval.loaders import (
     DEFAULT_MAX_BYTES,
     FORMATS,
+    STREAM_BYTES,
     LoadedDocument,
+    TextStream,
+    detect_format,
     document_from_text,
     load_path,
+    open_text_stream,
 )
 from harmonygraph.tools.retrieval.schema import collection_index_sql, migrate
 from pydantic import BaseModel, Field
@@ -81,7 +86,7 @@ class Collection(BaseModel):
 
 class IngestResult(BaseModel):
     source: str
-    status: Literal["added", "replaced", "unchanged", "error"]
+    status: Literal["added", "replaced", "unchanged", "skipped", "error"]
     document_id: int | None = None
     chunks: int = 0
     error: str | None = None
@@ -205,15 +210,63 @@ def _filter_sql(filters: Filters | None) -> tuple[str, dict[str, Any]]:
     return "".join(f" AND {c}" for c in clauses), params
 
 
-def _expand_paths(paths: list[str | Path]) -> list[Path]:
-    files: list[Path] = []
+def _expand_paths(
+    paths: list[str | Path], follow_links: bool = False
+) -> tuple[list[tuple[Path, bool]], list[IngestResult]]:
+    """The files to index, each with whether a link may be followed to open it, and a
+    `skipped` result for each symbolic link found inside a folder.
+
+    A path given by the caller is theirs: it is opened even if it is a link. Inside a
+    folder, links (to files or folders) are not followed unless `follow_links`: a link
+    can point anywhere (`/etc/shadow`), and what it points to would become searchable.
+    """
+    files: list[tuple[Path, bool]] = []
+    skipped: list[IngestResult] = []
     for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS)
-        else:
-            files.append(p)
-    return files
+        root = Path(raw).expanduser()
+        if not root.is_dir():
+            files.append((root, True))
+            continue
+        seen = {root.resolve()}
+        found: list[tuple[Path, bool]] = []
+        for folder, dirs, names in os.walk(root, followlinks=follow_links):
+            here = Path(folder)
+            if follow_links:  # a link loop would walk forever: each real folder once
+                keep = []
+                for d in sorted(dirs):
+                    real = (here / d).resolve()
+                    if real not in seen:
+                        seen.add(real)
+                        keep.append(d)
+                dirs[:] = keep
+            else:
+                for d in dirs:
+                    if (here / d).is_symlink():
+                        skipped.append(_link_skipped(here / d))
+                dirs.sort()
+            for name in names:
+                f = here / name
+                if f.is_symlink() and not follow_links:
+                    if f.suffix.lower() in FORMATS or not f.suffix:
+                        skipped.append(_link_skipped(f))
+                    continue
+                if f.suffix.lower() in FORMATS:
+                    found.append((f, follow_links))
+        files += sorted(found)
+    return files, skipped
+
+
+def _link_skipped(link: Path) -> IngestResult:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return IngestResult(
+        source=str(link.parent.resolve() / link.name), status="skipped",
+        error=f"a symbolic link (to {target}); links inside a folder are not followed: "
+        "pass --follow-links (follow_links=True), or name the target itself",
+        error_type="SymbolicLinkSkipped",
+    )  # fmt: skip
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -242,6 +295,8 @@ class RetrievalStore:
         embed_batch: int = 256,
         write_batch: int = 1000,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        stream_bytes: int = STREAM_BYTES,
+        group_chars: int = 16_000_000,
     ) -> None:
         self._url = url
         self.embedder = embedder
@@ -252,6 +307,8 @@ class RetrievalStore:
         self.embed_batch = embed_batch
         self.write_batch = write_batch
         self.max_bytes = max_bytes
+        self.stream_bytes = stream_bytes  # text/Markdown files over this are streamed
+        self.group_chars = group_chars  # characters of small files held at once
         self._pool: Any = None
         self._embedders: dict[str, Embedder] = {}
         self._collections: dict[str, Collection] = {}
@@ -440,32 +497,230 @@ class RetrievalStore:
         metadata: dict[str, Any] | None = None,
         progress: ProgressCallback | None = None,
         defer_index: bool = False,
+        follow_links: bool = False,
     ) -> list[IngestResult]:
         """Index files and folders (recursively, known extensions only).
 
-        A file that cannot be loaded gets an `error` result; the others go on.
+        A file that cannot be loaded gets an `error` result saying why, and the others go
+        on. Symbolic links inside a folder get a `skipped` result unless `follow_links`.
+        Files are read a few at a time (about `group_chars` characters), and text or
+        Markdown over `STREAM_BYTES` a segment at a time, so memory stays bounded.
         """
-        files = await asyncio.to_thread(_expand_paths, list(paths))
-        results: dict[int, IngestResult] = {}
-        docs: list[tuple[int, LoadedDocument]] = []
-        for i, f in enumerate(files):
-            try:
-                doc = await asyncio.to_thread(
-                    load_path, f, max_bytes=self.max_bytes, metadata=metadata
+        if defer_index:
+            coll = await self._collection(collection, create=True)
+            async with self._connection() as conn:
+                await conn.execute(
+                    f"DROP INDEX CONCURRENTLY IF EXISTS rag_chunks_hnsw_{int(coll.id)}"
                 )
-            except DocumentError as exc:
-                results[i] = IngestResult(
-                    source=exc.source or str(f), status="error", error=str(exc),
-                    error_type=type(exc).__name__,
+            try:
+                return await self.add_paths(
+                    paths, collection=collection, metadata=metadata, progress=progress,
+                    follow_links=follow_links,
                 )  # fmt: skip
+            finally:
+                await self.rebuild_index(collection)
+        files, skipped = await asyncio.to_thread(_expand_paths, list(paths), follow_links)
+        results: dict[int, IngestResult] = {}
+        total = len(files)
+        done = 0
+        group: list[tuple[int, LoadedDocument]] = []
+        group_chars = 0
+
+        def shifted(before: int) -> ProgressCallback | None:
+            if progress is None:
+                return None
+            report = progress
+
+            def inner(p: IngestProgress) -> Awaitable[None] | None:
+                return report(
+                    IngestProgress(p.source, p.chunks_written, before + p.documents_done, total)
+                )
+
+            return inner
+
+        async def flush() -> None:
+            nonlocal group, group_chars, done
+            if not group:
+                return
+            written = await self.add_documents(
+                [d for _, d in group], collection=collection, progress=shifted(done)
+            )
+            for (i, _), res in zip(group, written, strict=True):
+                results[i] = res
+            done += len(group)
+            group, group_chars = [], 0
+
+        for i, (f, follow) in enumerate(files):
+            try:
+                if await asyncio.to_thread(self._streams, f, follow):
+                    stream = await asyncio.to_thread(
+                        open_text_stream, f, max_bytes=self.max_bytes, metadata=metadata,
+                        follow_links=follow,
+                    )  # fmt: skip
+                    results[i] = await self._add_stream(
+                        stream, collection=collection, progress=shifted(done), total=total
+                    )
+                    done += 1
+                    continue
+                doc = await asyncio.to_thread(
+                    load_path, f, max_bytes=self.max_bytes, metadata=metadata,
+                    follow_links=follow,
+                )  # fmt: skip
+            except DocumentError as exc:
+                results[i] = _failed(exc.source or str(f), exc)
+                done += 1
                 continue
-            docs.append((i, doc))
-        written = await self.add_documents(
-            [d for _, d in docs], collection=collection, progress=progress, defer_index=defer_index
-        )
-        for (i, _), res in zip(docs, written, strict=True):
-            results[i] = res
-        return [results[i] for i in sorted(results)]
+            except RetrievalError:
+                raise  # the database or the embedder: the whole call fails
+            except Exception as exc:  # one odd file must not stop the others
+                results[i] = _failed(str(f), exc)
+                done += 1
+                continue
+            group.append((i, doc))
+            group_chars += len(doc.text)
+            if group_chars >= self.group_chars:
+                await flush()
+        await flush()
+        return [results[i] for i in sorted(results)] + skipped
+
+    def _streams(self, path: Path, follow: bool) -> bool:
+        """Whether `path` is text or Markdown over `stream_bytes` (read as a stream)."""
+        try:
+            info = path.stat() if follow else path.lstat()
+        except OSError:
+            return False
+        fmt = FORMATS.get(path.suffix.lower()) or detect_format(path, b"")
+        return fmt in ("text", "markdown") and info.st_size > self.stream_bytes
+
+    async def _add_stream(
+        self,
+        stream: TextStream,
+        *,
+        collection: str,
+        progress: ProgressCallback | None = None,
+        total: int = 1,
+    ) -> IngestResult:
+        """Store one large text file read a segment at a time, in one transaction: its
+        chunks are embedded and written `embed_batch` at a time, so memory stays bounded
+        by the segment and batch sizes, never the file's size."""
+        coll = await self._collection(collection, create=True)
+        emb = await self.embedder_for(coll)
+        window = await self._window(emb)
+        source = stream.source
+        state = {"chunks": 0, "done": 0}
+
+        async def report(src: str) -> None:
+            if progress is not None:
+                out = progress(IngestProgress(src, state["chunks"], state["done"], total))
+                if inspect.isawaitable(out):
+                    await out
+
+        chunks = iter_chunks(
+            stream.segments(), max_tokens=self.chunk_tokens, overlap=self.chunk_overlap,
+            headings=stream.format == "markdown",
+        )  # fmt: skip
+
+        def next_batch(start: int) -> list[Chunk]:
+            batch: list[Chunk] = []
+            for c in chunks:
+                batch.append(c)
+                if len(batch) >= self.embed_batch:
+                    break
+            if window is not None and batch:
+                fitted = fit_to_window(
+                    batch, limit=window, count=emb.count_input_tokens,
+                    overlap=self.chunk_overlap,
+                )  # fmt: skip
+                batch = [replace(c, index=start + k) for k, c in enumerate(fitted)]
+            return batch
+
+        try:
+            async with self._connection() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))", (source, coll.id)
+                )
+                cur = await conn.execute(
+                    "SELECT id, content_hash FROM rag_documents"
+                    " WHERE collection_id = %s AND source = %s",
+                    (coll.id, source),
+                )
+                prior = await cur.fetchone()
+                if prior is not None and prior[1] == stream.content_hash:
+                    return IngestResult(source=source, status="unchanged", document_id=prior[0])
+                doc = stream.document()
+                if prior is not None:
+                    doc_id = prior[0]
+                    cur = await conn.execute(
+                        "WITH gone AS (DELETE FROM rag_chunks WHERE document_id = %s"
+                        " RETURNING lexeme_count) SELECT count(*), coalesce(sum(lexeme_count), 0)"
+                        " FROM gone",
+                        (doc_id,),
+                    )
+                    gone = await cur.fetchone()
+                else:
+                    cur = await conn.execute(
+                        "INSERT INTO rag_documents (collection_id, source, title, format,"
+                        " content_hash, metadata, n_chars, n_chunks)"
+                        " VALUES (%s, %s, %s, %s, %s, '{}'::jsonb, 0, 0) RETURNING id",
+                        (coll.id, source, doc.title, doc.format, stream.content_hash),
+                    )
+                    doc_id = (await cur.fetchone())[0]
+                    gone = (0, 0)
+                n = 0
+                while batch := await asyncio.to_thread(next_batch, n):
+                    pending = _Pending(doc, batch)
+                    await self._embed([(0, pending)], emb, coll)
+                    await self._write_chunks(conn, coll, [(doc_id, pending)], state, report)
+                    n += len(batch)
+                await conn.execute(
+                    "INSERT INTO rag_postings (collection_id, lexeme, chunk_id, document_id, tf, dl)"
+                    " SELECT c.collection_id, u.lexeme, c.id, c.document_id,"
+                    " coalesce(array_length(u.positions, 1), 1), c.lexeme_count"
+                    " FROM rag_chunks c CROSS JOIN LATERAL unnest(c.tsv) u"
+                    " WHERE c.document_id = %s",
+                    (doc_id,),
+                )
+                cur = await conn.execute(
+                    "SELECT count(*), coalesce(sum(lexeme_count), 0) FROM rag_chunks"
+                    " WHERE document_id = %s",
+                    (doc_id,),
+                )
+                added = await cur.fetchone()
+                await conn.execute(
+                    "UPDATE rag_collections SET n_chunks = n_chunks + %s,"
+                    " total_lexemes = total_lexemes + %s WHERE id = %s",
+                    (added[0] - gone[0], added[1] - gone[1], coll.id),
+                )
+                doc = stream.document()  # title and metadata are final now
+                await conn.execute(
+                    "UPDATE rag_documents SET title = %s, format = %s, content_hash = %s,"
+                    " metadata = %s::jsonb, n_chars = %s, n_chunks = %s, updated_at = now()"
+                    " WHERE id = %s",
+                    (doc.title, doc.format, doc.content_hash,
+                     json.dumps(doc.metadata, default=str), stream.chars, n, doc_id),
+                )  # fmt: skip
+        except DocumentError as exc:  # the file changed or could not be decoded: rolled back
+            return _failed(source, exc)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise DatabaseUnavailableError(
+                    f"lost the database connection while writing {source}: {str(exc).strip()}. "
+                    "The transaction was rolled back, so it is not stored; run the ingest again"
+                ) from exc
+            raise
+        self._collections.pop(coll.name, None)
+        state["done"] = 1
+        await report(source)
+        status: Literal["added", "replaced"] = "replaced" if prior is not None else "added"
+        return IngestResult(source=source, status=status, document_id=doc_id, chunks=n)
+
+    async def _window(self, emb: Embedder) -> int | None:
+        """The embedder's input window in its own tokens, when it knows one."""
+        # (Looked up on the class: reading the property loads the model, off the loop.)
+        if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
+            windowed: Any = emb
+            return await asyncio.to_thread(lambda: int(windowed.max_input_tokens))
+        return None
 
     async def add_text(
         self,
@@ -531,11 +786,13 @@ class RetrievalStore:
                     source=doc.source, status="unchanged", document_id=prior[0]
                 )
                 continue
-            chunks = chunk_text(
-                doc.text,
-                max_tokens=self.chunk_tokens,
-                overlap=self.chunk_overlap,
-                headings=doc.format in ("markdown", "html"),
+            chunks = list(
+                iter_chunks(
+                    segments(doc.text),
+                    max_tokens=self.chunk_tokens,
+                    overlap=self.chunk_overlap,
+                    headings=doc.format in ("markdown", "html"),
+                )
             )
             if window is not None:  # the embedder's tokenizer has the last word
                 chunks = fit_to_window(
@@ -1034,3 +1291,11 @@ def _fuse_convex(
             scores[hit.id] = scores.get(hit.id, 0.0) + weight * norm
     order = sorted(scores, key=lambda h: (-scores[h], h))[:k]
     return [fused[h].model_copy(update={"score": scores[h]}) for h in order]
+
+
+def _failed(source: str, exc: BaseException) -> IngestResult:
+    """An `error` result: the file was skipped, and why."""
+    message = str(exc) if isinstance(exc, DocumentError) else (
+        f"{source}: could not be read ({type(exc).__name__}: {str(exc)[:200]}); skipped"
+    )  # fmt: skip
+    return IngestResult(source=source, status="error", error=message, error_type=type(exc).__name__)
