@@ -7,9 +7,11 @@ a SearxNG-shaped JSON endpoint. Tests reach it through the allow-list, as the is
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,6 +85,55 @@ def make_pdf(pages: list[str]) -> bytes:
 
 
 PDF = make_pdf(["Harmony report page one says hello", "The second page has the findings"])
+
+# ---- Content-Encoding: real pages and bombs ---------------------------------------------
+
+BOMB_MB = 256  # what each bomb expands to: fifty times the default 5 MB cap
+
+
+def _zlib_stream(chunks: int, chunk: bytes, wbits: int) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return b"".join(c.compress(chunk) for _ in range(chunks)) + c.flush()
+
+
+def encode(body: bytes, encoding: str) -> bytes:
+    """`body` in one Content-Encoding (`deflate-raw` is raw deflate, as some servers send)."""
+    if encoding == "gzip":
+        return _zlib_stream(1, body, 31)
+    if encoding == "deflate":
+        return _zlib_stream(1, body, 15)
+    if encoding == "deflate-raw":
+        return _zlib_stream(1, body, -15)
+    if encoding == "br":
+        import brotli
+
+        return bytes(brotli.compress(body))
+    if encoding == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(body)
+    raise ValueError(encoding)
+
+
+@functools.cache
+def bomb(kind: str) -> tuple[bytes, str]:
+    """A few KB (zstd: 16 KB) that expand to BOMB_MB of zeros; (body, Content-Encoding)."""
+    zeros = bytes(1 << 20)
+    if kind == "gzip-gzip":  # gzip of a gzip: the inner layer is itself a 256 KB bomb
+        return encode(_zlib_stream(BOMB_MB, zeros, 31), "gzip"), "gzip, gzip"
+    if kind == "deflate":
+        return _zlib_stream(BOMB_MB, zeros, 15), "deflate"
+    if kind == "zstd":
+        import zstandard
+
+        z = zstandard.ZstdCompressor(level=3).compressobj()
+        return b"".join(z.compress(zeros) for _ in range(BOMB_MB)) + z.flush(), "zstd"
+    if kind == "br":
+        import brotli
+
+        c = brotli.Compressor(quality=5)
+        return b"".join(c.process(zeros) for _ in range(BOMB_MB)) + c.finish(), "br"
+    raise ValueError(kind)
 
 
 @dataclass
@@ -185,6 +236,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(302, b"", html, Location=query["to"][0])
         elif path == "/redirect-loop":
             self._send(302, b"", html, Location="/redirect-loop")
+        elif path.startswith("/bomb/"):
+            body, encoding = bomb(path.removeprefix("/bomb/"))
+            self._send(200, body, html, Content_Encoding=encoding)
+        elif path == "/encoded":
+            # /encoded?e=gzip&e=br: the links page, encoded in that order (gzip first).
+            body = LINKS_PAGE.encode()
+            for encoding in query.get("e", []):
+                body = encode(body, encoding)
+            header = ", ".join(query.get("e", [])).replace("deflate-raw", "deflate")
+            self._send(200, body, html, Content_Encoding=header)
+        elif path == "/encoded-as":
+            # A plain body labelled with whatever Content-Encoding the test asks for.
+            self._send(200, LINKS_PAGE.encode(), html, Content_Encoding=query["e"][0])
+        elif path == "/gzip-then-garbage":
+            # A complete gzip stream, then junk: the page ends where the stream ends.
+            body = encode(LINKS_PAGE.encode(), "gzip") + b"\x00junk" * 100
+            self._send(200, body, html, Content_Encoding="gzip")
+        elif path == "/big-gzip":
+            # A real (not bomb-like) compressible page larger than the tests' 200 KB cap.
+            rows = "".join(
+                f"<p>Row {i}: {i * 7919 % 10007} apples, {i % 13} pears.</p>" for i in range(20000)
+            )
+            body = f"<html><body>{rows}</body></html>".encode()
+            self._send(200, encode(body, "gzip"), html, Content_Encoding="gzip")
         elif path == "/echo-host":
             self._send(200, f"host={self.headers.get('Host')}".encode(), "text/plain")
         elif path == "/searx/search":

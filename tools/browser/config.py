@@ -14,8 +14,8 @@ from harmonygraph.tools.browser.backends import (
     SearchBackend,
     SearxNGBackend,
 )
-from harmonygraph.tools.browser.fetch import FetchPolicy
-from pydantic import BaseModel, Field
+from harmonygraph.tools.browser.fetch import FetchPolicy, parse_allow_entry
+from pydantic import BaseModel, Field, field_validator
 
 __all__ = ["BackendName", "BrowserConfig"]
 
@@ -37,17 +37,30 @@ class BrowserConfig(BaseModel):
     retry_backoff_s: float = Field(default=1.0, ge=0)
     max_search_results: int = Field(default=10, ge=1, le=50)
 
+    # Exempt from the public-address rule: `host` opens every port, `host:port` one port.
     allow_hosts: list[str] = Field(default_factory=list)
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     total_timeout_s: float = 20.0
     max_redirects: int = Field(default=5, ge=0)
-    max_bytes: int = Field(default=5_000_000, ge=1024)
+    max_bytes: int = Field(default=5_000_000, ge=1024)  # received and decoded, each
+    max_encodings: int = Field(default=2, ge=0, le=4)  # stacked Content-Encodings
+    max_compression_ratio: float = Field(default=100.0, ge=2)
+    # Extraction runs in a worker process killed at this deadline (wall clock and CPU).
+    extract_timeout_s: float = Field(default=10.0, gt=0)
+    extract_memory_mb: int = Field(default=2048, ge=256)  # the worker's address space
 
     view_lines: int = Field(default=60, ge=1)  # lines per display when the model does not say
     view_chars: int = Field(default=6000, ge=200)  # hard cap on one display's characters
     max_page_chars: int = Field(default=400_000, ge=1000)  # longer extracted text is cut
     wrap_width: int = Field(default=80, ge=20)
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _check_allow_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_allow_entry(entry)  # ValueError names the bad entry
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> BrowserConfig:
@@ -78,6 +91,8 @@ class BrowserConfig(BaseModel):
             total_timeout_s=self.total_timeout_s,
             max_redirects=self.max_redirects,
             max_bytes=self.max_bytes,
+            max_encodings=self.max_encodings,
+            max_compression_ratio=self.max_compression_ratio,
         )
 
     def build_backend(self) -> SearchBackend:

@@ -4,7 +4,12 @@ Every hop (the first request and each redirect, followed by hand) is checked: th
 must be http or https, and every address the host name resolves to must be a public
 (globally routable) one. The request is then sent to the checked address itself, with the
 host name kept for the Host header and TLS, so a DNS answer cannot change between the
-check and the connection (DNS rebinding). Hosts on the allow-list skip the address check.
+check and the connection (DNS rebinding). Hosts on the allow-list (`host` for every port,
+`host:port` for one) skip the address check.
+
+Bodies are read raw and decoded here, not by httpx: every decoder is fed so that each step
+gives out at most 64 KiB, and the bytes each layer gives out are counted as they stream, so
+the size cap holds for the decoded page and a compression bomb never reaches memory.
 """
 
 from __future__ import annotations
@@ -12,14 +17,19 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import IO, Any, Protocol, cast
 from urllib.parse import urljoin
 
 import httpx
 
 __all__ = [
+    "SUPPORTED_ENCODINGS",
     "BinaryContentError",
+    "ContentEncodingError",
+    "DecompressionBombError",
     "FetchError",
     "FetchPolicy",
     "FetchResult",
@@ -40,7 +50,15 @@ class FetchError(Exception):
 
 
 class URLRefusedError(FetchError):
-    """The URL is not allowed: a scheme other than http(s) or a non-public address."""
+    """The URL is not allowed: a scheme other than http(s) or a non-public address.
+
+    `host` and `port` name what was refused when it was the address (for a hint such as
+    the CLI's `--allow-host host:port`); None for a refused scheme or URL."""
+
+    def __init__(self, message: str, host: str | None = None, port: int | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
 
 
 class FetchTimeoutError(FetchError):
@@ -59,6 +77,61 @@ class BinaryContentError(FetchError):
     """The response is an image, archive or other content with no text to show."""
 
 
+class ContentEncodingError(FetchError):
+    """The body's Content-Encoding is unknown, stacked too deep, or its data is corrupt."""
+
+
+class DecompressionBombError(FetchError):
+    """A compressed body expanded far more than real pages do: refused, not cut."""
+
+
+try:  # optional decoders: an encoding whose module is missing is refused, not guessed
+    import brotli as _brotli
+except ImportError:  # pragma: no cover - brotli is in the browse extra
+    _brotli = None
+try:
+    import zstandard as _zstandard
+except ImportError:  # pragma: no cover - zstandard is in the browse extra
+    _zstandard = None  # type: ignore[assignment]
+
+#: Content-Encodings the fetcher decodes (and advertises in Accept-Encoding).
+SUPPORTED_ENCODINGS: tuple[str, ...] = (
+    "gzip",
+    "deflate",
+    *(("br",) if _brotli is not None else ()),
+    *(("zstd",) if _zstandard is not None else ()),
+)
+_ALIASES = {"x-gzip": "gzip"}
+_STEP = 64 * 1024  # the most one decoding step may give out
+_ZSTD_MAX_WINDOW = 8 * 1024 * 1024  # RFC 8878 §3.1.1.1.2: HTTP decoders may refuse more
+
+
+def parse_allow_entry(entry: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` as (host, port or None for every port).
+
+    A bare IPv6 address (`::1`) is a host with every port; `ValueError` for a bad port."""
+    text = entry.strip().lower()
+    port: str | None = None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"allowed host {entry!r} is not host, host:port or [ipv6]:port")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text
+    host = host.rstrip(".")
+    if not host:
+        raise ValueError(f"allowed host {entry!r} has no host name")
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"allowed host {entry!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
 # Content the browser can show; everything else is refused as binary.
 TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/json",
               "application/ld+json", "application/rss", "application/atom",
@@ -70,17 +143,31 @@ PDF_TYPES = ("application/pdf", "application/x-pdf")
 class FetchPolicy:
     """Limits and rules of the fetcher; the defaults suit a model's browsing."""
 
-    allow_hosts: Sequence[str] = ()  # host names or IPs exempt from the public-address rule
+    # Hosts exempt from the public-address rule: `host` (every port) or `host:port`.
+    allow_hosts: Sequence[str] = ()
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     total_timeout_s: float = 20.0  # wall clock for the whole fetch, redirects included
     max_redirects: int = 5
-    max_bytes: int = 5_000_000  # the body is cut here; the page says so
+    # The body is cut here, counted both as received and as decoded; the page says so.
+    max_bytes: int = 5_000_000
+    max_encodings: int = 2  # stacked Content-Encodings (`gzip, br`) decoded at most
+    # A compressed body that has expanded more than this many times its received size by
+    # the time it reaches max_bytes is a compression bomb: refused, not cut.
+    max_compression_ratio: float = 100.0
     user_agent: str = "Mozilla/5.0 (compatible; harmonygraph-browser/0.1)"
 
-    def host_allowed(self, host: str) -> bool:
+    def host_allowed(self, host: str, port: int | None = None) -> bool:
+        """Whether `host` (on `port`) is on the allow-list; a bad entry allows nothing."""
         host = host.lower().strip("[]").rstrip(".")
-        return any(host == h.lower().strip("[]").rstrip(".") for h in self.allow_hosts)
+        for entry in self.allow_hosts:
+            try:
+                allowed_host, allowed_port = parse_allow_entry(entry)
+            except ValueError:
+                continue
+            if allowed_host == host and (allowed_port is None or allowed_port == port):
+                return True
+        return False
 
 
 @dataclass(slots=True)
@@ -218,10 +305,14 @@ class SafeFetcher:
         host = parts.host
         if not host:
             raise URLRefusedError(f"refused: {url} has no host name")
-        headers = {"User-Agent": self.policy.user_agent, "Accept": "*/*"}
-        if self.policy.host_allowed(host):
-            return client.build_request("GET", parts, headers=headers)
+        headers = {
+            "User-Agent": self.policy.user_agent,
+            "Accept": "*/*",
+            "Accept-Encoding": ", ".join(SUPPORTED_ENCODINGS),
+        }
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        if self.policy.host_allowed(host, port):
+            return client.build_request("GET", parts, headers=headers)
         try:
             ipaddress.ip_address(host)
             addresses = [host]
@@ -239,7 +330,9 @@ class SafeFetcher:
                 f"is {kind} address" if bad[0] == host else f"resolves to {kind} address {bad[0]}"
             )
             raise URLRefusedError(
-                f"refused: {host} {where}; only public internet hosts can be opened"
+                f"refused: {host} {where}; only public internet hosts can be opened",
+                host=host,
+                port=port,
             )
         headers["Host"] = parts.netloc.decode("ascii")
         # Connect to the address we checked, not to a second DNS answer; TLS still
@@ -267,16 +360,7 @@ class SafeFetcher:
                 f"{url} is {media_type}, which has no text to show; open an HTML, PDF or "
                 "text page instead"
             )
-        chunks: list[bytes] = []
-        size = 0
-        truncated = False
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= self.policy.max_bytes:
-                truncated = True  # stop reading: the rest never reaches memory
-                break
-        body = b"".join(chunks)[: self.policy.max_bytes]
+        body, truncated = await self._read_body(response, url)
         if not media_type:
             sniffed = _sniff(body)
             if sniffed is None:
@@ -291,6 +375,212 @@ class SafeFetcher:
             truncated=truncated,
             redirects=redirects,
         )
+
+    async def _read_body(self, response: httpx.Response, url: str) -> tuple[bytes, bool]:
+        """The decoded body, cut at `max_bytes` (received or decoded), and whether it was cut.
+
+        Raw bytes go through one bounded decoder per Content-Encoding; each layer's output
+        is capped at `max_bytes` as it streams, so nothing past the cap is ever decoded."""
+        p = self.policy
+        encodings = _content_encodings(response, url, p.max_encodings)
+        collected = _Collect()
+        head = _decoder_chain(encodings, collected, p.max_bytes)
+        received = 0
+        truncated = False
+        try:
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received >= p.max_bytes:  # stop reading: the rest never reaches memory
+                    chunk = chunk[: len(chunk) - (received - p.max_bytes)]
+                    truncated = True
+                head.write(chunk)
+                if truncated:
+                    break
+        except _LayerFull as full:
+            truncated = True
+            if encodings and full.size > p.max_compression_ratio * max(received, 1):
+                raise DecompressionBombError(
+                    f"{url} is a compression bomb: {received:,} bytes received expanded past "
+                    f"{full.size:,} bytes ({', '.join(encodings)}, over "
+                    f"{p.max_compression_ratio:g} times); refused, try another source"
+                ) from None
+        except _StreamEnd:
+            pass  # data after the end of a compressed stream is not part of the page
+        except _CorruptData as exc:
+            raise ContentEncodingError(
+                f"{url} sent a corrupt {exc.encoding} body ({exc.detail}); try another source"
+            ) from None
+        except httpx.TimeoutException:
+            raise FetchTimeoutError(
+                f"{url} stopped sending the page; the server is too slow"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise FetchError(
+                f"the connection to {url} broke while reading the page ({type(exc).__name__})"
+            ) from None
+        return b"".join(collected.chunks), truncated
+
+
+# ---- bounded decoding ----------------------------------------------------------------------
+
+
+class _Writer(Protocol):
+    def write(self, data: bytes) -> Any: ...
+
+
+class _LayerFull(Exception):
+    """A layer gave out `max_bytes`: stop decoding."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class _StreamEnd(Exception):
+    """Data arrived after the end of a compressed stream: the page is complete."""
+
+
+class _CorruptData(Exception):
+    def __init__(self, encoding: str, detail: str) -> None:
+        self.encoding = encoding
+        self.detail = detail
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+
+
+class _Capped:
+    """Passes bytes on until `limit` of them have passed, then raises `_LayerFull`."""
+
+    def __init__(self, target: _Writer, limit: int) -> None:
+        self.target = target
+        self.limit = limit
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        room = self.limit - self.size
+        if len(data) >= room:
+            self.target.write(data[:room])
+            self.size = self.limit
+            raise _LayerFull(self.size)
+        self.target.write(data)
+        self.size += len(data)
+        return len(data)
+
+
+class _ZlibDecoder:
+    """gzip or deflate (zlib-wrapped, or raw as some servers send it), 64 KiB a step."""
+
+    def __init__(self, encoding: str, out: _Writer) -> None:
+        self.encoding = encoding
+        self.out = out
+        self.first = True
+        wbits = zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS
+        self.d = zlib.decompressobj(wbits)
+
+    def write(self, data: bytes) -> None:
+        if self.d.eof:
+            if data:
+                raise _StreamEnd
+            return
+        first, self.first = self.first, False
+        try:
+            buf = data
+            while True:
+                chunk = self.d.decompress(buf, _STEP)
+                if chunk:
+                    self.out.write(chunk)
+                if self.d.eof:
+                    if self.d.unused_data:
+                        raise _StreamEnd
+                    return
+                buf = self.d.unconsumed_tail
+                if not buf and len(chunk) < _STEP:
+                    return
+        except zlib.error as exc:
+            if first and self.encoding == "deflate":
+                self.d = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no zlib header
+                self.write(data)
+                return
+            raise _CorruptData(self.encoding, str(exc)) from None
+
+
+class _BrotliDecoder:
+    def __init__(self, out: _Writer) -> None:
+        assert _brotli is not None
+        self.out = out
+        self.d = _brotli.Decompressor()
+
+    def write(self, data: bytes) -> None:
+        assert _brotli is not None
+        if self.d.is_finished():
+            if data:
+                raise _StreamEnd
+            return
+        try:
+            self.out.write(self.d.process(data, output_buffer_limit=_STEP))
+            while not self.d.can_accept_more_data():
+                self.out.write(self.d.process(b"", output_buffer_limit=_STEP))
+        except _brotli.error as exc:
+            raise _CorruptData("br", str(exc) or "invalid data") from None
+
+
+class _ZstdDecoder:
+    """zstd through a stream writer that hands on 64 KiB at a time (several frames are fine)."""
+
+    def __init__(self, out: _Writer) -> None:
+        assert _zstandard is not None
+        self.writer = _zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW).stream_writer(
+            cast(IO[bytes], out), write_size=_STEP, write_return_read=True, closefd=False
+        )
+
+    def write(self, data: bytes) -> None:
+        assert _zstandard is not None
+        try:
+            self.writer.write(data)
+        except _zstandard.ZstdError as exc:
+            raise _CorruptData("zstd", str(exc)) from None
+
+
+def _decoder_chain(encodings: list[str], collected: _Collect, limit: int) -> _Writer:
+    """The writer raw bytes go into: one decoder per encoding, each output capped."""
+    head: _Writer = _Capped(collected, limit)
+    for n, encoding in enumerate(encodings):  # the first listed was applied first: decoded last
+        out = _Capped(head, limit) if n else head
+        if encoding in ("gzip", "deflate"):
+            head = _ZlibDecoder(encoding, out)
+        elif encoding == "br":
+            head = _BrotliDecoder(out)
+        else:
+            head = _ZstdDecoder(out)
+    return head
+
+
+def _content_encodings(response: httpx.Response, url: str, max_encodings: int) -> list[str]:
+    """The body's encodings in the order they were applied; `ContentEncodingError` if one
+    is unknown or there are more than `max_encodings` (identity is no encoding)."""
+    found: list[str] = []
+    for value in response.headers.get_list("content-encoding", split_commas=True):
+        name = _ALIASES.get(value.strip().lower(), value.strip().lower())
+        if name in ("", "identity"):
+            continue
+        if name not in SUPPORTED_ENCODINGS:
+            raise ContentEncodingError(
+                f"{url} is sent with Content-Encoding {value.strip()[:40]!r}, which the browser "
+                f"does not decode (it decodes {', '.join(SUPPORTED_ENCODINGS)}); try another "
+                "source"
+            )
+        found.append(name)
+        if len(found) > max_encodings:
+            raise ContentEncodingError(
+                f"{url} is compressed more than {max_encodings} times over (Content-Encoding "
+                f"{', '.join(found)}, ...); refused, try another source"
+            )
+    return found
 
 
 class _closing:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,10 +33,12 @@ from harmonygraph.tools.browser.fetch import (
     FetchError,
     FetchResult,
     SafeFetcher,
+    URLRefusedError,
     decode_body,
 )
 from harmonygraph.tools.browser.history import BrowserHistory, CursorError
 from harmonygraph.tools.browser.page import Link, PageContents, domain_of, render_view, strip_links
+from harmonygraph.tools.browser.worker import ExtractionWorkers, default_workers
 from openai_harmony import ToolNamespaceConfig
 
 __all__ = ["BrowserToolset", "FindArgs", "OpenArgs", "SearchArgs", "page_from_fetch"]
@@ -118,12 +119,19 @@ class BrowserToolset(Toolset):
         *,
         backend: SearchBackend | None = None,
         fetcher: SafeFetcher | None = None,
+        workers: ExtractionWorkers | None = None,
     ) -> None:
         super().__init__(namespace="browser")
         self.config = config or BrowserConfig.from_env()
         self._backend = backend
         self.fetcher = fetcher or SafeFetcher(self.config.fetch_policy())
-        fetch_budget = self.config.total_timeout_s + 10
+        if workers is None:
+            shared = default_workers()
+            same = shared.memory_mb == self.config.extract_memory_mb
+            workers = shared if same else ExtractionWorkers(memory_mb=self.config.extract_memory_mb)
+        # Pages become text in worker processes killed at `extract_timeout_s`.
+        self.workers = workers
+        fetch_budget = self.config.total_timeout_s + self.config.extract_timeout_s + 5
         search_budget = self.config.search_timeout_s * 2 * self.config.retry_attempts + 30
         self.add(_BrowserTool(self, "search", SearchArgs, search_budget))
         self.add(_BrowserTool(self, "open", OpenArgs, fetch_budget))
@@ -152,6 +160,7 @@ class BrowserToolset(Toolset):
 
     async def start(self, ctx: ToolContext) -> None:
         ctx.state[STATE_KEY] = BrowserHistory()
+        self.workers.prewarm()  # the worker loads its parsers while the first page downloads
 
     async def close(self, ctx: ToolContext) -> None:
         ctx.state.pop(STATE_KEY, None)
@@ -268,6 +277,12 @@ class BrowserToolset(Toolset):
                 page = history.get(args.cursor)  # scroll: same page, new cursor, no refetch
         except CursorError as exc:
             return ToolOutput.error(str(exc))
+        except URLRefusedError as exc:
+            if exc.host is None:
+                return ToolOutput.error(str(exc))
+            # For the operator (the CLI prints an --allow-host hint), not for the model.
+            host = f"[{exc.host}]" if ":" in exc.host else exc.host
+            return ToolOutput.error(str(exc), refused_host=f"{host}:{exc.port}")
         except (FetchError, ExtractionError, SearchError) as exc:
             return ToolOutput.error(str(exc))
         except Exception as exc:  # a parser bug on some odd page must not end the run
@@ -295,7 +310,12 @@ class BrowserToolset(Toolset):
         if scheme in ("doc", "file"):
             return await self._load_document(url)
         result = await self.fetcher.fetch(url)
-        return await asyncio.to_thread(page_from_fetch, result, self.config)
+        return await self.workers.page_from_fetch(
+            result,
+            max_page_chars=self.config.max_page_chars,
+            wrap_width=self.config.wrap_width,
+            timeout_s=self.config.extract_timeout_s,
+        )
 
     async def _load_document(self, url: str) -> PageContents:
         backend = self._backend
@@ -310,7 +330,9 @@ class BrowserToolset(Toolset):
                 "http and https URLs and local search results can be opened"
             )
         if doc.media_type == "text/html":
-            page = await asyncio.to_thread(extract_html, doc.content, doc.url)
+            page = await self.workers.extract_html(
+                doc.content, doc.url, timeout_s=self.config.extract_timeout_s
+            )
             page.kind = "document"
             page.title = doc.title or page.title
         else:
