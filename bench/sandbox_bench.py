@@ -62,8 +62,10 @@ def fresh_container_call(sandbox: DockerSandbox, code: str) -> float:
         remove=True,
         network_mode="none",
         read_only=True,
-        tmpfs=opts["tmpfs"],
-        user=opts["user"],
+        # Our kernels get /mnt/data as a tmpfs volume and run as uid 1000 under a
+        # root supervisor; the reference container gets the same as a plain tmpfs.
+        tmpfs={**opts["tmpfs"], "/mnt/data": "rw,size=256m,uid=1000,gid=1000,mode=0755"},
+        user="1000:1000",
         environment=opts["environment"],
         mem_limit=opts["mem_limit"],
         memswap_limit=opts["memswap_limit"],

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import SandboxConfig
-from .errors import DockerUnavailableError, ImageNotFoundError, SandboxStartError
+from .errors import (
+    DockerUnavailableError,
+    ImageNotFoundError,
+    SandboxCancelledError,
+    SandboxStartError,
+)
 from .files import DataEntry, entries_from_tar_stream
 from .kernel import BOOTSTRAP
 from .session import KernelProcess, Sandbox, kernel_config
@@ -48,9 +53,12 @@ def _pid_alive(pid: int) -> bool:
 # Containers this process started and has not removed yet, removed at exit.
 _LIVE: dict[str, Any] = {}
 _LIVE_LOCK = threading.Lock()
+# Set at interpreter exit: a kernel start that fails from then on was stopped by us.
+_EXITING = threading.Event()
 
 
 def _remove_live_at_exit() -> None:
+    _EXITING.set()
     with _LIVE_LOCK:
         containers = list(_LIVE.values())
         _LIVE.clear()
@@ -375,10 +383,15 @@ class DockerSandbox(Sandbox):
                     _LIVE.pop(container.id, None)
             raise SandboxStartError(f"could not start the sandbox container: {exc}") from None
         kernel = DockerKernel(client, container, sock, self.config)
-        kernel.boot(
-            self.supervisor_config(),
-            kernel_config(self.config, data_dir=DATA_DIR, scratch_dir="/tmp", kill_strays=True),
-            self.config.start_timeout_s,
-            cancel,
-        )
+        try:
+            kernel.boot(
+                self.supervisor_config(),
+                kernel_config(self.config, data_dir=DATA_DIR, scratch_dir="/tmp", kill_strays=True),
+                self.config.start_timeout_s,
+                cancel,
+            )
+        except SandboxStartError:
+            if _EXITING.is_set():  # removed by our own exit handler: not a failure
+                raise SandboxCancelledError("the kernel start was cancelled: exiting") from None
+            raise
         return kernel

@@ -101,3 +101,35 @@ def test_an_agent_warms_its_python_pool_when_built(docker_sandbox: DockerSandbox
         assert [m.content for m in result.messages if m.role.value == "tool"] == ["42"]
         assert python.pool.hits == 1 and python.pool.misses == 0
     assert python.pool.stats()["ready"] == 0  # closed: no warm kernel left behind
+
+
+def test_an_agent_with_python_closes_promptly_and_quietly(
+    docker_sandbox: DockerSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #15: the pool refills after a run takes its kernel; closing the agent while
+    that refill is importing pandas must neither wait for it nor report it as a failure
+    (it used to print "could not start a kernel ... out-of-memory killer")."""
+    import logging
+    import time
+
+    from harmonygraph import Agent
+    from harmonygraph.testing import ScriptedModel
+    from harmonygraph.tools.python import PythonToolset
+
+    cfg = sandbox_config(pool_size=1, preload=["numpy", "pandas", "matplotlib.pyplot"])
+    python = PythonToolset(sandbox=DockerSandbox(cfg))
+    model = ScriptedModel(
+        [
+            "<|channel|>analysis to=python code<|message|>print(6 * 7)<|call|>",
+            "<|channel|>final<|message|>42<|return|>",
+        ]
+    )
+    with caplog.at_level(logging.INFO, logger="harmonygraph.sandbox"):
+        agent = Agent(model, tools=[python])
+        assert python.pool.wait_ready(timeout=120), python.pool.stats()
+        result = agent.run("6 * 7?")
+        assert [m.content for m in result.messages if m.role.value == "tool"] == ["42"]
+        t0 = time.monotonic()
+        agent.close()  # the refill is under way now
+        assert time.monotonic() - t0 < 5
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
