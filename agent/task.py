@@ -9,6 +9,7 @@ tools:
   - python                     # built-in: python (sandbox) or browser
   - import: mypackage.tools:word_count   # a function, Tool or Toolset; mypackage/ may sit
                                          # beside this file (its folder is searched first)
+  - mcp: {command: [mcp-server-git, --repository, .]}   # an MCP server's tools (or url: ...)
 output_schema:                 # or output_type: mypackage.models:Answer
   type: object
   properties: {count: {type: integer}}
@@ -38,6 +39,7 @@ __all__ = [
     "BUILTIN_TOOLS",
     "MAX_TASK_BYTES",
     "LimitsSpec",
+    "MCPSpec",
     "ModelSpec",
     "TaskError",
     "TaskSpec",
@@ -79,9 +81,27 @@ class LimitsSpec(_Strict):
     output_retries: int | None = None
 
 
+class MCPSpec(_Strict):
+    """An MCP server's tools: the arguments of `harmonygraph.tools.mcp.MCPToolset`."""
+
+    command: list[str] | str | None = None
+    url: str | None = None
+    transport: Literal["stdio", "http", "sse"] | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None  # relative to the task file's folder
+    headers: dict[str, str] | None = None
+    namespace: str | None = None
+    tools: list[str] | None = None
+    exclude: list[str] | None = None
+    needs_approval: bool | list[str] | None = None
+    timeout: float | None = None
+    connect_timeout: float | None = None
+
+
 class ToolSpec(_Strict):
     import_: str | None = Field(None, alias="import")
     builtin: Literal["python", "browser"] | None = None
+    mcp: MCPSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -217,12 +237,18 @@ def _tool_problems(spec: TaskSpec) -> list[str]:
     problems = []
     for i, t in enumerate(spec.tools):
         if isinstance(t, ToolSpec):
-            if t.import_ is None and t.builtin is None:
+            given = [t.import_ is not None, t.builtin is not None, t.mcp is not None]
+            if not any(given):
                 problems.append(
-                    f"`tools.{i}`: give `import: package.module:name` or `builtin: python|browser`"
+                    f"`tools.{i}`: give `import: package.module:name`, `builtin: python|browser` "
+                    "or `mcp: {command: [...]}`"
                 )
             elif t.import_ is not None and t.builtin is not None:
                 problems.append(f"`tools.{i}`: give `import` or `builtin`, not both")
+            elif sum(given) > 1:
+                problems.append(f"`tools.{i}`: give `mcp` alone, not with `import` or `builtin`")
+            elif t.mcp is not None and (t.mcp.command is None) == (t.mcp.url is None):
+                problems.append(f"`tools.{i}.mcp`: give `command: [...]` or `url: ...`, not both")
             elif t.import_ is not None and (why := _ref_problem(t.import_)):
                 problems.append(f"`tools.{i}`: {why}")
             continue
@@ -317,10 +343,17 @@ def agent_for_task(
     for i, ts in enumerate(spec.tool_specs()):
         if ts.import_:
             obj = import_object(ts.import_, spec._base_dir)
-        elif ts.builtin is None:
+        elif ts.builtin is None and ts.mcp is None:
             raise TaskError("each tool needs `import: module:name` or `builtin: python|browser`")
         try:
-            if ts.builtin == "python":
+            if ts.mcp is not None:
+                from harmonygraph.tools.mcp import MCPToolset
+
+                mcp_args = ts.mcp.model_dump(exclude_none=True)
+                if "cwd" in mcp_args and spec._base_dir is not None:
+                    mcp_args["cwd"] = str(spec._base_dir / mcp_args["cwd"])
+                tools.append(MCPToolset(**mcp_args))
+            elif ts.builtin == "python":
                 from harmonygraph.tools.python import PythonToolset
 
                 tools.append(PythonToolset(**ts.options))
@@ -333,7 +366,7 @@ def agent_for_task(
             else:
                 tools.append(obj() if isinstance(obj, type) else obj)
         except Exception as exc:  # the tool's own set-up: bad options, a failing __init__
-            name = ts.builtin or ts.import_
+            name = ts.builtin or ts.import_ or "mcp"
             raise TaskError(
                 f"`tools.{i}` ({name}) could not be set up: {type(exc).__name__}: "
                 f"{_short(str(exc))}"
