@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "browse": ("harmonygraph.tools.browser.cli:app", "The browser tool, as the model sees it."),
     "db": ("harmonygraph.tools.retrieval.cli:db_app", "The embedded Postgres (pgvector)."),
     "index": ("harmonygraph.tools.retrieval.cli:index_app", "Index documents and search them."),
+    "mcp": ("harmonygraph.tools.mcp.cli:app", "Serve the built-in tools over MCP; list a server's tools."),
 }
 
 
