@@ -205,3 +205,49 @@ def test_headings_start_chunks_and_stop_overlap() -> None:
     assert [c.heading for c in chunks] == ["A", "A", "A", "A > B", "C"]
     assert chunks[3].text.startswith("## B") and "alpha" not in chunks[3].text
     assert chunks[4].text == "# C\n\ngamma"
+
+
+def _write_text(path: Path, paragraphs: int) -> int:
+    words = "alpha beta gamma delta policy server budget leave revenue board".split()
+    with path.open("w") as f:
+        for i in range(paragraphs):
+            heading = f"# Part {i}\n\n" if i % 500 == 0 else ""
+            f.write(heading + " ".join(words[(i + k) % 10] for k in range(60)) + f" r{i}.\r\n\r\n")
+    return path.stat().st_size
+
+
+def _streamed_peak(path: Path) -> tuple[int, list]:  # type: ignore[type-arg]
+    import tracemalloc
+
+    from harmonygraph.tools.retrieval.chunking import iter_chunks
+    from harmonygraph.tools.retrieval.loaders import open_text_stream
+
+    tracemalloc.start()
+    try:
+        stream = open_text_stream(path)
+        kept = []
+        for c in iter_chunks(stream.segments(), headings=True):
+            kept.append((c.index, c.char_start, c.char_end, c.heading))
+        return tracemalloc.get_traced_memory()[1], kept
+    finally:
+        tracemalloc.stop()
+
+
+def test_streamed_reading_and_chunking_use_bounded_memory(tmp_path: Path) -> None:
+    """Peak traced memory of reading and chunking a text file a segment at a time does
+    not grow with the file: 4x the file, about the same peak (the whole-file path needs
+    ~25 bytes per character). Chunk offsets are exact and the text equals a whole load."""
+    small, big = tmp_path / "small.md", tmp_path / "big.md"
+    small_size = _write_text(small, 2_500)
+    big_size = _write_text(big, 10_000)
+    assert big_size > 4 * small_size * 0.99
+    small_peak, _ = _streamed_peak(small)
+    big_peak, chunks = _streamed_peak(big)
+    assert big_peak < small_peak * 1.5 + 1_000_000, (small_peak, big_peak)
+    assert big_peak < 32_000_000  # whole-file chunking of this file takes ~100 MB
+    text = load_path(big).text
+    assert [c[0] for c in chunks] == list(range(len(chunks)))
+    whole = chunk_text(text)
+    assert abs(len(chunks) - len(whole)) <= len(whole) // 20 and chunks[-1][2] == len(text)
+    assert text[chunks[-1][1] : chunks[-1][2]].endswith("r9999.")
+    assert {c[3] for c in chunks} == {c.heading for c in whole}

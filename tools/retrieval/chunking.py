@@ -104,7 +104,7 @@ def chunk_text(
 
 
 # Segments of about this many characters are chunked one at a time by `iter_chunks`.
-SEGMENT_CHARS = 256 * 1024
+SEGMENT_CHARS = 128 * 1024
 
 
 def segments(text: str, size: int = SEGMENT_CHARS) -> Iterator[str]:
