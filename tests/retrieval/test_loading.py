@@ -216,7 +216,7 @@ def _write_text(path: Path, paragraphs: int) -> int:
     return path.stat().st_size
 
 
-def _streamed_peak(path: Path) -> tuple[int, list]:  # type: ignore[type-arg]
+def _streamed_peak(path: Path) -> tuple[int, list[tuple[int, int, int, str | None]]]:
     import tracemalloc
 
     from harmonygraph.tools.retrieval.chunking import iter_chunks
@@ -225,7 +225,7 @@ def _streamed_peak(path: Path) -> tuple[int, list]:  # type: ignore[type-arg]
     tracemalloc.start()
     try:
         stream = open_text_stream(path)
-        kept = []
+        kept: list[tuple[int, int, int, str | None]] = []
         for c in iter_chunks(stream.segments(), headings=True):
             kept.append((c.index, c.char_start, c.char_end, c.heading))
         return tracemalloc.get_traced_memory()[1], kept
