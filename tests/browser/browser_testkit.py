@@ -260,6 +260,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
             body = f"<html><body>{rows}</body></html>".encode()
             self._send(200, encode(body, "gzip"), html, Content_Encoding="gzip")
+        elif path == "/many-attributes":
+            # One <p> with n attributes: lxml and readability are quadratic in them.
+            n = int(query.get("n", ["300000"])[0])
+            attributes = " ".join(f"a{i}=1" for i in range(n))
+            body = f"<html><body><p {attributes}>stuck</p></body></html>".encode()
+            self._send(200, body, html)
         elif path == "/echo-host":
             self._send(200, f"host={self.headers.get('Host')}".encode(), "text/plain")
         elif path == "/searx/search":

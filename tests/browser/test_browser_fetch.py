@@ -225,3 +225,51 @@ async def test_broken_html_still_gives_text(server: LocalServer) -> None:
     assert "cell one" in page.text
     assert "after the table" in page.text
     assert page.links[0].url == server.url("/pages/aclu/source.html")
+
+
+# ---- the allow-list: a host, or one port of it --------------------------------------------
+
+
+async def test_allow_host_with_port_opens_only_that_port(server: LocalServer) -> None:
+    port = int(server.base.rsplit(":", 1)[1])
+    result = await allowed(allow_hosts=(f"127.0.0.1:{port}",)).fetch(server.url("/text"))
+    assert result.status_code == 200
+    other = port + 1 if port < 65535 else port - 1
+    with pytest.raises(URLRefusedError, match="loopback") as info:
+        await allowed(allow_hosts=(f"127.0.0.1:{other}",)).fetch(server.url("/text"))
+    assert (info.value.host, info.value.port) == ("127.0.0.1", port)
+    # A redirect to another port of the allowed host is refused at that hop.
+    hop = server.url(f"/redirect?to=http://127.0.0.1:{other}/admin")
+    with pytest.raises(URLRefusedError, match="loopback"):
+        await allowed(allow_hosts=(f"127.0.0.1:{port}",)).fetch(hop)
+
+
+async def test_allow_host_without_port_opens_every_port(server: LocalServer) -> None:
+    policy = FetchPolicy(allow_hosts=("127.0.0.1",))
+    assert policy.host_allowed("127.0.0.1", 1) and policy.host_allowed("127.0.0.1", 65535)
+    assert not policy.host_allowed("127.0.0.2", 80)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("localhost", ("localhost", None)),
+        ("LocalHost.:8080", ("localhost", 8080)),
+        ("::1", ("::1", None)),
+        ("[::1]", ("::1", None)),
+        ("[::1]:8443", ("::1", 8443)),
+    ],
+)
+def test_allow_entries(entry: str, expected: tuple[str, int | None]) -> None:
+    assert fetch_module.parse_allow_entry(entry) == expected
+    host, port = expected
+    assert FetchPolicy(allow_hosts=(entry,)).host_allowed(host, port or 1234)
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:http", "127.0.0.1:0", "127.0.0.1:70000", ":80"])
+def test_bad_allow_entries_are_refused_in_the_config(entry: str) -> None:
+    from harmonygraph.tools.browser import BrowserConfig
+
+    with pytest.raises(ValueError, match="allowed host"):
+        BrowserConfig(allow_hosts=[entry])
+    assert not FetchPolicy(allow_hosts=(entry,)).host_allowed("127.0.0.1", 80)

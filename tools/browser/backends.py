@@ -83,7 +83,12 @@ async def _with_backoff(
 
 
 class DDGSBackend:
-    """DuckDuckGo and friends through the `ddgs` package (no API key needed)."""
+    """DuckDuckGo through the `ddgs` package (no API key needed).
+
+    `backend` is ddgs's engine list: `duckduckgo` (the default), another engine, a
+    comma-separated list, or `auto` (ddgs picks among Brave, Bing, Google, Mojeek and
+    more). Errors name the engines asked for, so a failure is never blamed on the wrong one.
+    """
 
     name = "ddgs"
 
@@ -93,7 +98,7 @@ class DDGSBackend:
         timeout_s: float = 10.0,
         proxy: str | None = None,
         region: str = "wt-wt",
-        backend: str = "auto",
+        backend: str = "duckduckgo",
         retry_attempts: int = 3,
         retry_backoff_s: float = 1.0,
     ) -> None:
@@ -103,6 +108,13 @@ class DDGSBackend:
         self.backend = backend
         self.retry_attempts = retry_attempts
         self.retry_backoff_s = retry_backoff_s
+
+    @property
+    def label(self) -> str:
+        """What the messages call this backend: `ddgs (DuckDuckGo)`, `ddgs (engines auto)`."""
+        if self.backend.strip().lower() == "duckduckgo":
+            return "ddgs (DuckDuckGo)"
+        return f"ddgs (engines {self.backend})"
 
     def _search_sync(self, query: str, topn: int) -> list[SearchHit]:
         from ddgs import DDGS
@@ -116,7 +128,8 @@ class DDGSBackend:
             raise RateLimitedError(str(exc)) from None
         except DDGSException as exc:
             raise SearchError(
-                f"search backend ddgs failed ({exc}); check the network or proxy, or set "
+                f"search backend {self.label} failed ({exc}); check the network or proxy, "
+                "set HARMONYGRAPH_DDGS_ENGINES to other engines, or set "
                 "HARMONYGRAPH_SEARCH_BACKEND=searxng or local"
             ) from None
         return [
@@ -134,11 +147,11 @@ class DDGSBackend:
                     return await asyncio.to_thread(self._search_sync, query, topn)
             except TimeoutError:
                 raise SearchError(
-                    f"search backend ddgs did not answer in {self.timeout_s * 2:g} s; check "
-                    "the network, or set HARMONYGRAPH_SEARCH_BACKEND=searxng or local"
+                    f"search backend {self.label} did not answer in {self.timeout_s * 2:g} s; "
+                    "check the network, or set HARMONYGRAPH_SEARCH_BACKEND=searxng or local"
                 ) from None
 
-        return await _with_backoff(self.name, self.retry_attempts, self.retry_backoff_s, once)
+        return await _with_backoff(self.label, self.retry_attempts, self.retry_backoff_s, once)
 
 
 class SearxNGBackend:

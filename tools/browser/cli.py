@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 
@@ -21,7 +21,8 @@ AllowHost = Annotated[
     list[str] | None,
     typer.Option(
         "--allow-host",
-        help="Host (name or IP) exempt from the public-address rule, e.g. 127.0.0.1. Repeatable.",
+        help="Host exempt from the public-address rule: HOST:PORT opens that one port "
+        "(127.0.0.1:8080), a bare HOST opens every port of it. Repeatable.",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print text and metadata as JSON.")]
@@ -40,17 +41,30 @@ def _run(
     backend: str | None = None,
     as_json: bool = False,
 ) -> None:
+    import pydantic
     from harmonygraph.tools.base import ToolContext
-    from harmonygraph.tools.browser.config import BrowserConfig
+    from harmonygraph.tools.browser.config import BackendName, BrowserConfig
     from harmonygraph.tools.browser.toolset import BrowserToolset
 
+    valid = get_args(BackendName)
+    if backend is not None and backend not in valid:
+        typer.echo(
+            f"error: unknown search backend {backend!r}; choose one of {', '.join(valid)}",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         config = BrowserConfig.from_env(search_backend=backend)
+        if allow_host:
+            config = config.model_validate(
+                {**config.model_dump(), "allow_hosts": [*config.allow_hosts, *allow_host]}
+            )
+    except pydantic.ValidationError as exc:
+        typer.echo(f"error: bad browser configuration: {_one_line(exc)}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         typer.echo(f"error: bad browser configuration: {exc}", err=True)
         raise typer.Exit(2) from None
-    if allow_host:
-        config.allow_hosts = [*config.allow_hosts, *allow_host]
     toolset = BrowserToolset(config)
 
     async def go() -> list[ToolOutput]:
@@ -81,7 +95,25 @@ def _run(
     else:
         typer.echo(last.text)
     if last.is_error:
+        refused = last.metadata.get("refused_host")
+        if refused:
+            typer.echo(
+                f"hint: to open it anyway, pass --allow-host {refused} (or add it to "
+                "HARMONYGRAPH_BROWSER_ALLOW_HOSTS)",
+                err=True,
+            )
         raise typer.Exit(1)
+
+
+def _one_line(exc: Any) -> str:
+    """A pydantic ValidationError as one line: `field: message; field: message`."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "value"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        # The allow-list's own messages already name the bad entry.
+        parts.append(message if where == "allow_hosts" else f"{where}: {message}")
+    return "; ".join(parts)
 
 
 @app.command()

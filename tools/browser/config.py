@@ -32,6 +32,7 @@ class BrowserConfig(BaseModel):
     # DATABASE_URL or the embedded Postgres (needs the retrieval extra).
     local_collection: str | None = None
     ddgs_proxy: str | None = None
+    ddgs_engines: str = "duckduckgo"  # ddgs's `backend`: an engine, a list, or `auto`
     search_timeout_s: float = 10.0
     retry_attempts: int = Field(default=3, ge=1)
     retry_backoff_s: float = Field(default=1.0, ge=0)
@@ -101,6 +102,7 @@ class BrowserConfig(BaseModel):
             return DDGSBackend(
                 timeout_s=self.search_timeout_s,
                 proxy=self.ddgs_proxy,
+                backend=self.ddgs_engines,
                 retry_attempts=self.retry_attempts,
                 retry_backoff_s=self.retry_backoff_s,
             )

@@ -103,6 +103,7 @@ SUPPORTED_ENCODINGS: tuple[str, ...] = (
 )
 _ALIASES = {"x-gzip": "gzip"}
 _STEP = 64 * 1024  # the most one decoding step may give out
+_RAW_SLICE = 4096  # received bytes are handed to the decoders this many at a time
 _ZSTD_MAX_WINDOW = 8 * 1024 * 1024  # RFC 8878 §3.1.1.1.2: HTTP decoders may refuse more
 
 
@@ -389,11 +390,15 @@ class SafeFetcher:
         truncated = False
         try:
             async for chunk in response.aiter_raw():
-                received += len(chunk)
-                if received >= p.max_bytes:  # stop reading: the rest never reaches memory
-                    chunk = chunk[: len(chunk) - (received - p.max_bytes)]
+                if received + len(chunk) >= p.max_bytes:  # the rest never reaches memory
+                    chunk = chunk[: p.max_bytes - received]
                     truncated = True
-                head.write(chunk)
+                # Fed in small slices, so that `received` is what the decoders have taken
+                # when a layer fills up: the compression ratio is measured, not guessed.
+                for start in range(0, len(chunk), _RAW_SLICE):
+                    piece = chunk[start : start + _RAW_SLICE]
+                    received += len(piece)
+                    head.write(piece)
                 if truncated:
                     break
         except _LayerFull as full:
