@@ -6,8 +6,9 @@ expected article text of the readability pages (mozilla/readability test pages i
 before scoring so that extractors that keep links are not penalised for the ids.
 
     python bench/browser_bench.py [--corpus DIR] [--repeat N]
+    python bench/browser_bench.py --isolation   # the cost of the extraction worker process
 
-Prints a table and writes `bench/results/browser.json`.
+Prints a table and writes `bench/results/browser.json` (`browser_isolation.json`).
 """
 
 from __future__ import annotations
@@ -108,12 +109,88 @@ EXTRACTORS: dict[str, Callable[[str], str]] = {
 }
 
 
+def isolation(pages: list[Path], repeat: int, out: Path) -> None:
+    """Wall ms per page of the toolset's extraction: in a thread of this process (before)
+    against a worker process killed at a deadline (now), same pages, same page_from_fetch."""
+    import asyncio
+
+    from harmonygraph.tools.browser.fetch import FetchResult
+    from harmonygraph.tools.browser.toolset import page_from_fetch
+    from harmonygraph.tools.browser.worker import ExtractionWorkers
+
+    results = [
+        FetchResult(URL, 200, "text/html", "utf-8", (p / "source.html").read_bytes()) for p in pages
+    ]
+    workers = ExtractionWorkers(keep_idle=1)
+
+    async def thread(r: FetchResult) -> object:
+        return await asyncio.to_thread(page_from_fetch, r)
+
+    async def worker(r: FetchResult) -> object:
+        return await workers.page_from_fetch(r, max_page_chars=400_000, wrap_width=80, timeout_s=30)
+
+    async def run() -> dict[str, Any]:
+        started = time.perf_counter()
+        workers.prewarm()
+        await worker(results[0])
+        cold = (time.perf_counter() - started) * 1000
+        await thread(results[0])
+        times: dict[str, list[float]] = {"thread (before)": [], "worker process (now)": []}
+        for r in results:
+            for name, fn in (("thread (before)", thread), ("worker process (now)", worker)):
+                best = float("inf")
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    await fn(r)
+                    best = min(best, time.perf_counter() - t0)
+                times[name].append(best * 1000)
+        diffs = [b - a for a, b in zip(*times.values(), strict=True)]
+        return {
+            "first page with a cold worker, ms": cold,
+            **{f"{name}, wall ms/page median": statistics.median(v) for name, v in times.items()},
+            **{f"{name}, wall ms/page mean": statistics.mean(v) for name, v in times.items()},
+            "added wall ms/page median": statistics.median(diffs),
+            "added wall ms/page max": max(diffs),
+        }
+
+    try:
+        data = asyncio.run(run())
+    finally:
+        workers.close()
+    for key, value in data.items():
+        print(f"{key:<45} {value:8.1f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "pages": len(pages),
+                "timing": f"best of {repeat} per page, wall clock",
+                "load_average_at_end": os.getloadavg(),
+                "cpus": os.cpu_count(),
+                **data,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "browser.json")
+    parser.add_argument(
+        "--isolation",
+        action="store_true",
+        help="only the cost of extracting in a worker process (bench/results/"
+        "browser_isolation.json)",
+    )
     args = parser.parse_args()
+    if args.isolation:
+        pages = sorted(p for p in args.corpus.iterdir() if (p / "source.html").is_file())
+        isolation(pages, args.repeat, ROOT / "bench" / "results" / "browser_isolation.json")
+        return
 
     pages = sorted(p for p in args.corpus.iterdir() if (p / "source.html").is_file())
     docs = [
