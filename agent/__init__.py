@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from harmonygraph.agent import (
         Agent,
+        AgentCheckpointError,
+        AgentInputError,
         AgentModelError,
         AgentRunError,
         ChatSession,
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Agent",
+    "AgentCheckpointError",
+    "AgentInputError",
     "AgentModelError",
     "AgentRunError",
     "ChatSession",
@@ -34,6 +38,8 @@ __all__ = [
 
 _LAZY = {
     "Agent": "harmonygraph.agent",
+    "AgentCheckpointError": "harmonygraph.agent",
+    "AgentInputError": "harmonygraph.agent",
     "AgentModelError": "harmonygraph.agent",
     "AgentRunError": "harmonygraph.agent",
     "ChatSession": "harmonygraph.agent",

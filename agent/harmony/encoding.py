@@ -216,11 +216,16 @@ def shorten_runs(text: str, *, limit: int = MAX_RUN_CHARS) -> str:
 
 
 def guard_panic(encode: Callable[[], list[int]]) -> list[int]:
-    """`encode()`, with a panic of the Rust tokenizer raised as `TextEncodingError`."""
+    """`encode()`, with an error or a panic of the Rust tokenizer (which pyo3 raises as a
+    BaseException) raised as `TextEncodingError`."""
     try:
         return encode()
-    except Exception:
-        raise
+    except Exception as exc:
+        if type(exc).__name__ != "HarmonyError":
+            raise
+        raise TextEncodingError(
+            f"the harmony tokenizer refused this text ({str(exc).splitlines()[0][:200]})"
+        ) from None
     except BaseException as exc:  # pyo3's PanicException derives from BaseException
         if type(exc).__name__ != "PanicException":
             raise

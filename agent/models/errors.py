@@ -38,6 +38,7 @@ from harmonygraph.models.base import (
     ModelNotFoundError,
     ModelTimeoutError,
 )
+from harmonygraph.settings import DEFAULT_API_KEY  # sent when none is configured: no secret
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -62,8 +63,6 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 # -- a client's own secrets ----------------------------------------------------------------
 
 MASK = "[REDACTED]"
-# The key sent when none is configured (vLLM and Ollama accept any): not a secret.
-_NO_KEY = "EMPTY"
 
 
 def safe_url(url: str) -> str:
@@ -105,7 +104,7 @@ def client_secrets(client: Any) -> list[str]:
     key, the base URL's credentials, and the values of custom headers and query params."""
     found: list[str] = []
     key = getattr(client, "api_key", None)
-    if isinstance(key, str) and key and key != _NO_KEY:
+    if isinstance(key, str) and key and key != DEFAULT_API_KEY:
         found.append(key)
     base = getattr(client, "base_url", None)
     if base is not None:
