@@ -66,13 +66,17 @@ async def test_ddgs_failure_is_clear_and_bounded(server: LocalServer) -> None:
     backend = DDGSBackend(
         proxy=f"http://127.0.0.1:{free_port()}", timeout_s=2, retry_backoff_s=0.01
     )
-    with pytest.raises(SearchError, match=r"search backend ddgs failed .* check the network"):
+    with pytest.raises(
+        SearchError, match=r"search backend ddgs \(DuckDuckGo\) failed .* check the network"
+    ):
         await backend.search("gpt-oss harmony", 3)
     # Through the toolset it is one line for the model.
     browser = BrowserToolset(BrowserConfig(), backend=backend)
     out = await browser.call("search", {"query": "gpt-oss"}, ToolContext())
     assert out.is_error
-    assert out.text.startswith("search for `gpt-oss` failed: search backend ddgs failed")
+    assert out.text.startswith(
+        "search for `gpt-oss` failed: search backend ddgs (DuckDuckGo) failed"
+    )
     assert "\n" not in out.text
 
 
