@@ -30,6 +30,13 @@ from typing import NoReturn
 
 from harmonygraph.harmony.encoding import get_encoding
 from harmonygraph.harmony.messages import Message, Role, StopReason
+from harmonygraph.harmony.repairs import (
+    Repair,
+    RepairKind,
+    known_tool_names,
+    resolve_recipient,
+    split_stripped,
+)
 from openai_harmony import HarmonyEncoding
 
 __all__ = [
@@ -39,6 +46,8 @@ __all__ = [
     "MessageDone",
     "ParseEvent",
     "ParseResult",
+    "Repair",
+    "RepairKind",
     "StreamParser",
     "parse_completion",
     "parse_completion_text",
@@ -101,6 +110,16 @@ class ParseResult:
     messages: list[Message]
     # Text the parser skipped: stray text between messages, or what followed `<|call|>`.
     ignored: list[str] = field(default_factory=list)
+    # What the tolerant reader recovered, in completion order; empty when well-formed.
+    repairs: list[Repair] = field(default_factory=list)
+
+    @property
+    def repair_counts(self) -> dict[str, int]:
+        """How many repairs of each kind (for traces and metrics)."""
+        counts: dict[str, int] = {}
+        for r in self.repairs:
+            counts[r.kind.value] = counts.get(r.kind.value, 0) + 1
+        return counts
 
     @property
     def truncated(self) -> bool:
@@ -192,6 +211,8 @@ class _Header:
     start: int
     parts: list[tuple[str, str]] = field(default_factory=list)  # (section, text)
     starts: list[int] = field(default_factory=list)  # where each part's text begins
+    # ` to=f` cut from the end of the message before (RepairKind.RECIPIENT_FROM_CONTENT).
+    carried_recipient: str | None = None
 
     def add_text(self, text: str, offset: int) -> None:
         if self.parts:
@@ -214,9 +235,22 @@ class _HeaderInfo:
     recipient: str | None
     content_type: str | None
     leftover: str  # words that were not header syntax (content, when <|message|> is missing)
+    repairs: list[Repair] = field(default_factory=list)
+    # Header tokens on lines of their own: a newline before a marker is layout.
+    newline_layout: bool = False
 
 
-def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _HeaderInfo:
+# A role written twice with nothing between (`assistantassistant`).
+_REPEATED_ROLE = re.compile(r"(assistant|user|tool)\1+")
+
+
+def _interpret(
+    header: _Header,
+    full_text: str,
+    *,
+    allow_leftover: bool,
+    known: frozenset[str] | None = None,
+) -> _HeaderInfo:
     role: Role = Role.ASSISTANT
     name: str | None = None
     channel: str | None = None
@@ -225,6 +259,7 @@ def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _Hea
     unknown: list[str] = []
     unknown_at = channel_at = header.start
     leftover = ""
+    repairs: list[Repair] = []
 
     for idx, (section, text) in enumerate(header.parts):
         at = header.starts[idx]
@@ -232,32 +267,43 @@ def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _Hea
         if section == "role":
             if header.implicit_role and words and words[0] == "assistant":
                 words.pop(0)  # the completion repeated the role the prompt ended with
+            if words and _REPEATED_ROLE.fullmatch(words[0]):
+                first = words.pop(0)
+                repairs.append(Repair(RepairKind.REPEATED_ROLE, at + text.find(first), first))
+                if not header.implicit_role:
+                    role = _ROLE_WORDS[_REPEATED_ROLE.fullmatch(first).group(1)]  # type: ignore[union-attr]
             elif not header.implicit_role:
                 if not words:
-                    raise HarmonyParseError("expected a role after <|start|>", at, full_text)
-                first = words.pop(0)
-                if first in _ROLE_WORDS:
-                    role = _ROLE_WORDS[first]
-                elif first.startswith("to="):
-                    words.insert(0, first)
-                elif _TOOL_NAME.match(first):
-                    role, name = Role.TOOL, first
+                    # `<|start|>` and straight on to the channel: the model's own message.
+                    repairs.append(Repair(RepairKind.MISSING_ROLE, header.start))
                 else:
-                    raise HarmonyParseError(
-                        f"unknown author {first!r} in message header",
-                        at + text.find(first),
-                        full_text,
-                    )
+                    first = words.pop(0)
+                    if first in _ROLE_WORDS:
+                        role = _ROLE_WORDS[first]
+                    elif first.startswith("to="):
+                        words.insert(0, first)
+                    elif _TOOL_NAME.match(first):
+                        role, name = Role.TOOL, first
+                    else:
+                        raise HarmonyParseError(
+                            f"unknown author {first!r} in message header",
+                            at + text.find(first),
+                            full_text,
+                        )
+            while words and words[0] == role.value:
+                repairs.append(Repair(RepairKind.REPEATED_ROLE, at + text.find(words[0])))
+                words.pop(0)
         elif section == "channel":
             if not words:
                 raise HarmonyParseError("expected a channel name after <|channel|>", at, full_text)
+            if channel is not None:
+                repairs.append(Repair(RepairKind.DOUBLE_CHANNEL, at, f"{channel} then {words[0]}"))
             channel = words.pop(0)
             channel_at = at + text.find(channel)
         elif section == "constrain":
             if not words:
                 raise HarmonyParseError("expected a type after <|constrain|>", at, full_text)
-            word = words.pop(0)
-            content_type = "<|constrain|>" + ("json" if word.lower() == "json" else word)
+            content_type = "<|constrain|>" + words.pop(0)
         rest: list[str] = []
         for w in words:
             if w.startswith("to=") and len(w) > 3:
@@ -284,14 +330,21 @@ def _interpret(header: _Header, full_text: str, *, allow_leftover: bool) -> _Hea
             f"unrecognised text {' '.join(unknown)!r} in message header", unknown_at, full_text
         )
     if channel is not None and channel not in KNOWN_CHANNELS:
-        raise HarmonyParseError(
-            f"unknown channel {channel!r} (expected one of {', '.join(KNOWN_CHANNELS)})",
-            channel_at,
-            full_text,
-        )
+        # Kept as written: it is neither reasoning nor a final answer, and the
+        # messages after it are read as usual.
+        repairs.append(Repair(RepairKind.UNKNOWN_CHANNEL, channel_at, channel))
+    if recipient is None and header.carried_recipient is not None:
+        recipient = header.carried_recipient
     if recipient == "assistant" and role is Role.ASSISTANT:
         recipient = None  # a stray `to=assistant` on the model's own message means nothing
-    return _HeaderInfo(role, name, channel, recipient, content_type, leftover)
+    if known is not None and recipient is not None and role is Role.ASSISTANT:
+        resolved, ctype = resolve_recipient(recipient, known)
+        if ctype is not None:
+            repairs.append(Repair(RepairKind.RECIPIENT_CTYPE, header.start, recipient))
+            recipient = resolved
+            content_type = content_type or ctype
+    layout = any(t.endswith("\n") for _, t in header.parts)
+    return _HeaderInfo(role, name, channel, recipient, content_type, leftover, repairs, layout)
 
 
 def _after_words(text: str, n: int) -> str:
@@ -304,6 +357,10 @@ def _after_words(text: str, n: int) -> str:
             k += 1
         rest = rest[k:]
     return rest.strip()
+
+
+# ` to=functions.f` ending a message that the next header cut: that header's recipient.
+_TAIL_RECIPIENT = re.compile(r"\s+to=([A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*)*)\s*\Z")
 
 
 # -- the parser -----------------------------------------------------------------
@@ -322,10 +379,17 @@ class StreamParser:
     `feed_text`/`feed_tokens` return the events the new input completed; `finish()`
     closes the stream and returns the `ParseResult`. The completion is assumed to begin
     right after the prompt's `<|start|>assistant`, as a server returns it.
+
+    `tools`: the names of the registered tools (`shell` or `functions.shell`), so that
+    a recipient glued to its content type (`to=functions.shelljson`) is read as the
+    tool it names. Without them recipients are kept as written.
     """
 
-    def __init__(self, *, stop_at_call: bool = True) -> None:
+    def __init__(self, *, stop_at_call: bool = True, tools: Iterable[str] | None = None) -> None:
         self.stop_at_call = stop_at_call
+        self._known = known_tool_names(tools) if tools is not None else None
+        self._repairs: list[Repair] = []
+        self._held = ""  # a trailing newline of content not yet sent as a delta
         self._lexer = _Lexer()
         self._text: list[str] = []  # everything fed, for error excerpts
         self._state = _State.HEADER
@@ -434,7 +498,7 @@ class StreamParser:
                 self._step(kind, value, offset, events)
             self._close(events, at_eos=True)
             self._finished = True
-        return events, ParseResult(list(self._messages), list(self._ignored))
+        return events, ParseResult(list(self._messages), list(self._ignored), list(self._repairs))
 
     # -- state machine -------------------------------------------------------
     def _full(self) -> str:
@@ -458,7 +522,11 @@ class StreamParser:
             elif value in ("channel", "constrain"):
                 self._header.open(value, offset)
             elif value == "message":
-                self._info = _interpret(self._header, self._full(), allow_leftover=False)
+                self._info = _interpret(
+                    self._header, self._full(), allow_leftover=False, known=self._known
+                )
+                if self._info.repairs:
+                    self._repairs.extend(self._info.repairs)
                 self._header = None
                 self._state = _State.CONTENT
                 i = self._info
@@ -467,11 +535,11 @@ class StreamParser:
                 )
             elif value == "start":
                 # A header that never got its <|message|>, cut by a new message.
-                self._close(events, at_eos=False)
+                self._close(events, at_eos=False, cut=offset)
                 self._header = _Header(implicit_role=False, start=offset)
                 self._state = _State.HEADER
             else:  # end / return / call ends a header that lacks <|message|>
-                self._close(events, at_eos=False, stop=_stop(value))
+                self._close(events, at_eos=False, stop=_stop(value), at=offset)
                 self._after_stop(value)
             return
 
@@ -479,16 +547,17 @@ class StreamParser:
             if kind is _Tok.TEXT:
                 self._append_content(value, events)
             elif value in ("end", "return", "call"):
-                self._close(events, at_eos=False, stop=_stop(value))
+                self._close(events, at_eos=False, stop=_stop(value), at=offset)
                 self._after_stop(value)
             elif value == "start":
-                self._close(events, at_eos=False)
+                self._close(events, at_eos=False, cut=offset)
                 self._header = _Header(implicit_role=False, start=offset)
                 self._state = _State.HEADER
             elif value == "channel":
                 # A new header without <|end|><|start|>: the model skipped them.
-                self._close(events, at_eos=False)
+                carried = self._close(events, at_eos=False, cut=offset, new_channel=True)
                 self._header = _Header(implicit_role=True, start=offset)
+                self._header.carried_recipient = carried
                 self._header.open("channel", offset)
                 self._state = _State.HEADER
             elif value == "message":
@@ -503,10 +572,12 @@ class StreamParser:
         if kind is _Tok.TEXT:
             if value.strip():
                 self._ignored_append(value)
+                self._repairs.append(Repair(RepairKind.STRAY_TEXT, offset, value.strip()[:40]))
         elif value == "start":
             self._header = _Header(implicit_role=False, start=offset)
             self._state = _State.HEADER
         elif value == "channel":
+            self._repairs.append(Repair(RepairKind.MISSING_START, offset))
             self._header = _Header(implicit_role=True, start=offset)
             self._header.open("channel", offset)
             self._state = _State.HEADER
@@ -536,11 +607,69 @@ class StreamParser:
         self._content.append(text)
         info = self._info
         assert info is not None
+        if self._held:
+            text = self._held + text
+            self._held = ""
+        if text.endswith("\n"):
+            # A newline right before the next marker may be layout, not content (see
+            # `_close`): it goes out with the text after it, or at the message's end.
+            text, self._held = text[:-1], "\n"
+            if not text:
+                return
         events.append(ContentDelta(len(self._messages), info.channel, info.recipient, text))
 
+    def _drop_header(self, header: _Header, why: str, leftover: str = "") -> None:
+        self._repairs.append(Repair(RepairKind.GARBLED_HEADER, header.start, why))
+        if leftover:
+            self._ignored.append(leftover)
+        self._header = None
+
+    def _emit_stripped(
+        self, header: _Header, text: str, events: list[ParseEvent], stop: StopReason | None
+    ) -> bool:
+        """Messages of a completion whose special tokens the server stripped."""
+        found = split_stripped(text, header.starts[0] if header.starts else header.start)
+        if not found:
+            return False
+        self._repairs.append(Repair(RepairKind.STRIPPED_TOKENS, found[0].offset, str(len(found))))
+        for m in found:
+            recipient, ctype = m.recipient, m.content_type
+            if recipient is not None and self._known is not None:
+                resolved, split = resolve_recipient(recipient, self._known)
+                if split is not None:
+                    self._repairs.append(Repair(RepairKind.RECIPIENT_CTYPE, m.offset, recipient))
+                    recipient, ctype = resolved, ctype or split
+            index = len(self._messages)
+            events.append(HeaderDone(index, Role.ASSISTANT, m.channel, recipient, ctype))
+            if m.content:
+                events.append(ContentDelta(index, m.channel, recipient, m.content))
+            msg = Message(
+                role=Role.ASSISTANT,
+                content=m.content,
+                channel=m.channel,
+                recipient=recipient,
+                content_type=ctype,
+                stop="end" if m.ended else stop,
+            )
+            events.append(MessageDone(index, msg))
+            self._messages.append(msg)
+        self._header = None
+        return True
+
     def _close(
-        self, events: list[ParseEvent], *, at_eos: bool, stop: StopReason | None = None
-    ) -> None:
+        self,
+        events: list[ParseEvent],
+        *,
+        at_eos: bool,
+        stop: StopReason | None = None,
+        cut: int | None = None,
+        new_channel: bool = False,
+        at: int = 0,
+    ) -> str | None:
+        """Close the message being read. `cut`: the offset of the marker of a new
+        header that closed it (no stop marker came). Returns a recipient the message's
+        end passed on to that new header (RepairKind.RECIPIENT_FROM_CONTENT). `at`: the
+        offset of the stop marker that closed it."""
         if self._state is _State.HEADER and self._header is not None:
             header = self._header
             has_text = any(t.strip() for _, t in header.parts)
@@ -548,31 +677,82 @@ class StreamParser:
                 not has_text and len(header.parts) <= 1 and header.parts[0][0] == "role"
             ):
                 self._header = None
-                return  # nothing was said
-            if header.implicit_role and all(s == "role" for s, _ in header.parts) and not at_eos:
+                return None  # nothing was said
+            pure = header.implicit_role and all(s == "role" for s, _ in header.parts)
+            if pure and self._emit_stripped(
+                header, "".join(t for _, t in header.parts), events, stop
+            ):
+                return None
+            if pure and not at_eos:
                 # "I must refuse<|end|>": text with no header at all is the content.
                 text = "".join(t for _, t in header.parts)
                 info = _HeaderInfo(Role.ASSISTANT, None, None, None, None, "")
+                kind = RepairKind.NO_HEADER
                 if text.lstrip().startswith("to="):
-                    info = _interpret(header, self._full(), allow_leftover=True)
+                    info = _interpret(header, self._full(), allow_leftover=True, known=self._known)
                     text = info.leftover
+                    kind = RepairKind.MISSING_MESSAGE
+                info.repairs.append(Repair(kind, header.start))
                 self._info, self._content = info, [text]
             else:
                 # At the end of the stream a header is only cut short, so words that are
                 # not header syntax are garbage, not content.
-                self._info = _interpret(header, self._full(), allow_leftover=not at_eos)
-                self._content = [self._info.leftover] if self._info.leftover else []
+                info = _interpret(
+                    header, self._full(), allow_leftover=not at_eos, known=self._known
+                )
+                if cut is not None:
+                    # Abandoned for a new message before its content began.
+                    self._drop_header(header, "cut by a new header", info.leftover)
+                    return None
+                if info.channel is None and info.recipient is None and info.role is Role.ASSISTANT:
+                    # Nothing that makes a message (a stray `<|constrain|>…`, a role alone).
+                    self._repairs.extend(info.repairs)
+                    if len(header.parts) > 1 or info.leftover:
+                        self._drop_header(header, "no channel or recipient", info.leftover)
+                    self._header = None
+                    return None
+                if info.leftover and not any(ch.isalnum() for ch in info.leftover):
+                    self._drop_header(header, "only punctuation after the header", info.leftover)
+                    return None
+                if not at_eos:
+                    info.repairs.append(Repair(RepairKind.MISSING_MESSAGE, header.start))
+                self._info = info
+                self._content = [info.leftover] if info.leftover else []
             self._header = None
+            self._repairs.extend(info.repairs)
             i = self._info
             events.append(
                 HeaderDone(len(self._messages), i.role, i.channel, i.recipient, i.content_type)
             )
         if self._info is None:
-            return
+            return None
         i = self._info
+        carried: str | None = None
+        content = "".join(self._content)
+        if cut is not None:
+            self._repairs.append(Repair(RepairKind.MISSING_END, cut))
+            if new_channel and i.recipient is None:
+                m = _TAIL_RECIPIENT.search(content, max(0, len(content) - 200))
+                if m is not None:
+                    carried = m.group(1)
+                    content = content[: m.start()]
+                    self._repairs.append(Repair(RepairKind.RECIPIENT_FROM_CONTENT, cut, carried))
+            if content.endswith("\n"):
+                content = content[:-1]
+        elif stop is not None and i.newline_layout and content.endswith("\n"):
+            content = content[:-1]
+            self._repairs.append(Repair(RepairKind.NEWLINE_SEPARATORS, at - 1))
+        if self._held:
+            # What the deltas have not carried yet: the held newline, if it stayed.
+            sent = sum(map(len, self._content)) - len(self._held)
+            if len(content) > sent:
+                events.append(
+                    ContentDelta(len(self._messages), i.channel, i.recipient, content[sent:])
+                )
+            self._held = ""
         msg = Message(
             role=i.role,
-            content="".join(self._content),
+            content=content,
             channel=i.channel,
             recipient=i.recipient,
             content_type=i.content_type,
@@ -583,6 +763,7 @@ class StreamParser:
         self._messages.append(msg)
         self._info = None
         self._content = []
+        return carried
 
 
 def _stop(marker: str) -> StopReason:
@@ -592,21 +773,33 @@ def _stop(marker: str) -> StopReason:
 # -- one-shot helpers -----------------------------------------------------------
 
 
-def parse_completion_text(text: str, *, stop_at_call: bool = True) -> ParseResult:
-    """Parse a completion given as text with special tokens written out."""
-    parser = StreamParser(stop_at_call=stop_at_call)
+def parse_completion_text(
+    text: str, *, stop_at_call: bool = True, tools: Iterable[str] | None = None
+) -> ParseResult:
+    """Parse a completion given as text with special tokens written out.
+
+    `tools`: the registered tool names, for recipients glued to their content type.
+    """
+    parser = StreamParser(stop_at_call=stop_at_call, tools=tools)
     parser.feed_text(text)
     return parser.finish()
 
 
-def parse_completion_tokens(tokens: Sequence[int], *, stop_at_call: bool = True) -> ParseResult:
+def parse_completion_tokens(
+    tokens: Sequence[int], *, stop_at_call: bool = True, tools: Iterable[str] | None = None
+) -> ParseResult:
     """Parse a completion given as token ids (e.g. vLLM's `token_ids`)."""
-    parser = StreamParser(stop_at_call=stop_at_call)
+    parser = StreamParser(stop_at_call=stop_at_call, tools=tools)
     parser.feed_tokens(tokens)
     return parser.finish()
 
 
-def parse_completion(completion: str | Sequence[int], *, stop_at_call: bool = True) -> ParseResult:
+def parse_completion(
+    completion: str | Sequence[int],
+    *,
+    stop_at_call: bool = True,
+    tools: Iterable[str] | None = None,
+) -> ParseResult:
     if isinstance(completion, str):
-        return parse_completion_text(completion, stop_at_call=stop_at_call)
-    return parse_completion_tokens(completion, stop_at_call=stop_at_call)
+        return parse_completion_text(completion, stop_at_call=stop_at_call, tools=tools)
+    return parse_completion_tokens(completion, stop_at_call=stop_at_call, tools=tools)

@@ -25,6 +25,7 @@ from openai_harmony import ToolDescription, ToolNamespaceConfig
 from typer.testing import CliRunner
 
 from ._data import corpus_rows
+from .test_parser_corpus import ERROR, EXPECTED
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -232,10 +233,11 @@ def test_parse_keep_after_call() -> None:
 
 
 def test_parse_malformed_is_one_line() -> None:
-    line = one_error_line(runner.invoke(app, ["parse"], input="<|channel|>bogus<|message|>hi"))
+    text = "<|channel|>final bogus words<|message|>hi"
+    line = one_error_line(runner.invoke(app, ["parse"], input=text))
     assert line == (
-        "error: unknown channel 'bogus' (expected one of analysis, commentary, final) "
-        "at offset 11 (near '<|channel|>bogus<|message|>hi')"
+        "error: unrecognised text 'bogus words' in message header "
+        "at offset 17 (near '<|channel|>final bogus words<|message|>hi')"
     )
 
 
@@ -291,4 +293,5 @@ def test_every_corpus_row_through_a_real_process(tmp_path: Path) -> None:
             )
             assert proc.stdout == ""
             failures += 1
-    assert failures == 4  # the four rows that raise HarmonyParseError in the parser tests
+    # The rows that raise HarmonyParseError in the parser tests.
+    assert failures == sum(1 for v in EXPECTED.values() if v == ERROR)

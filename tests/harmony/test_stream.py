@@ -201,7 +201,6 @@ def test_feed_after_call_still_returns_events_list() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("<|start|> <|channel|>final<|message|>x<|end|>", "expected a role after <|start|>"),
         ("<|channel|><|message|>x<|end|>", "expected a channel name after <|channel|>"),
         ("<|channel|>final<|constrain|><|message|>{}", "expected a type after <|constrain|>"),
         (
@@ -212,7 +211,7 @@ def test_feed_after_call_still_returns_events_list() -> None:
             "<|channel|>final<|message|>a<|end|><|message|>b",
             "unexpected <|message|> between messages",
         ),
-        ("<|start|>assistant<|channel|>thinking<|message|>x", "unknown channel 'thinking'"),
+        ("<|start|>assistant<|channel|>final tell me<|message|>x", "unrecognised text 'tell me'"),
         ("<|start|>user! hi<|message|>x", "unknown author 'user!'"),
         ("<|start|>assistant<|foo|><|message|>x", "unknown special token '<|foo|>'"),
     ],
@@ -235,11 +234,14 @@ def test_what_cannot_be_understood_raises_one_clear_error(text: str, problem: st
 
 
 def test_offset_points_at_the_problem() -> None:
-    text = "<|channel|>analysis<|message|>fine<|end|><|start|>assistant<|channel|>bogus<|message|>x"
+    text = (
+        "<|channel|>analysis<|message|>fine<|end|>"
+        "<|start|>assistant<|channel|>final bogus words<|message|>x"
+    )
     with pytest.raises(HarmonyParseError) as info:
         parse_completion_text(text)
     assert info.value.offset == text.index("bogus")
-    assert info.value.excerpt == "art|>assistant<|channel|>bogus<|message|>x"
+    assert info.value.excerpt == "ssistant<|channel|>final bogus words<|message|>x"
 
 
 @pytest.mark.parametrize(
