@@ -707,7 +707,7 @@ class StreamParser:
                 if info.channel is None and info.recipient is None and info.role is Role.ASSISTANT:
                     # Nothing that makes a message (a stray `<|constrain|>…`, a role alone).
                     self._repairs.extend(info.repairs)
-                    if len(header.parts) > 1 or info.leftover:
+                    if info.leftover or any(s != "role" for s, _ in header.parts):
                         self._drop_header(header, "no channel or recipient", info.leftover)
                     self._header = None
                     return None

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HARMONY = ROOT.parent / "shared" / "corpora" / "harmony"
 COMPLETIONS = HARMONY / "completions.jsonl"
+MORE = HARMONY / "completions_more.jsonl"
 FIXTURES = HARMONY / "openai_harmony_test_data"
 
 
@@ -21,6 +22,17 @@ def corpus_rows() -> list[Any]:
     rows = [
         json.loads(line) for line in COMPLETIONS.read_text(encoding="utf-8").splitlines() if line
     ]
+    return [
+        pytest.param(dict(row, index=i), id=f"{i:02d}-{row['kinds'][0]}")
+        for i, row in enumerate(rows)
+    ]
+
+
+def more_rows() -> list[Any]:
+    """completions_more.jsonl (real captures with the messages to recover) as params."""
+    if not MORE.exists():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no corpus at {MORE}"))]
+    rows = [json.loads(line) for line in MORE.read_text(encoding="utf-8").splitlines() if line]
     return [
         pytest.param(dict(row, index=i), id=f"{i:02d}-{row['kinds'][0]}")
         for i, row in enumerate(rows)
