@@ -219,10 +219,14 @@ class DockerKernel(KernelProcess):
             self._killed = True
         if not self._eof.is_set():
             self._state = {"Running": False, "ExitCode": None, "removed": True}
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        # shutdown() first: it ends the connection at once even while docker-py's
+        # SocketIO still holds the socket (close() alone would wait for that reference),
+        # so the engine is never left blocked writing output nobody reads.
+        for end in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close):
+            try:
+                end()
+            except OSError:
+                pass
         try:
             self.container.remove(force=True, v=True)
         except Exception:
@@ -383,6 +387,7 @@ class DockerSandbox(Sandbox):
                     _LIVE.pop(container.id, None)
             raise SandboxStartError(f"could not start the sandbox container: {exc}") from None
         kernel = DockerKernel(client, container, sock, self.config)
+        kernel.max_line_bytes = self.config.max_file_mb * (1 << 20) * 4 // 3 + (16 << 20)
         try:
             kernel.boot(
                 self.supervisor_config(),

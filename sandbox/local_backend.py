@@ -229,6 +229,7 @@ class LocalSandbox(Sandbox):
                 shutil.rmtree(workdir, ignore_errors=True)
             raise SandboxStartError(f"could not start the local kernel: {exc}") from None
         kernel = LocalKernel(proc, workdir, owns)
+        kernel.max_line_bytes = self.config.max_file_mb * (1 << 20) * 4 // 3 + (16 << 20)
         supervisor = {
             "uid": None,
             "gid": None,

@@ -93,6 +93,10 @@ class KernelProcess(abc.ABC):
         self._write_lock = threading.Lock()
         # The supervisor's last word (`{"sv": "exit", ...}`): why the kernel stopped.
         self.exit_info: dict[str, Any] | None = None
+        # The longest line the host accepts from the sandbox (a file read's base64 and
+        # slack): a longer one is a broken or hostile kernel and ends the channel.
+        self.max_line_bytes = 64 * 1024 * 1024
+        self.protocol_error = ""
         # A fresh kernel's /mnt/data is empty (not so for a local session directory).
         self.starts_empty = True
         # Look at /mnt/data after every execution, not only when the kernel says that
@@ -130,6 +134,8 @@ class KernelProcess(abc.ABC):
         """The supervisor's account of the kernel's end ("" if it gave none). An
         out-of-memory kill is named only when `oom` (the engine says so) or the memory
         cgroup counted one; any other signal is named as what it is."""
+        if self.protocol_error:
+            return self.protocol_error
         info = self.exit_info
         if info is None:
             return "out of memory: the out-of-memory killer stopped it" if oom else ""
@@ -178,6 +184,7 @@ class KernelProcess(abc.ABC):
         # Lines are assembled from chunks without rescanning what came before: a 40 MB
         # reply (a file read) costs linear time, not quadratic.
         pending: dict[int, list[bytes]] = {1: [], 2: []}
+        sizes: dict[int, int] = {1: 0, 2: 0}
         try:
             for stream, data in self._chunks():
                 parts = pending.setdefault(stream, [])
@@ -187,13 +194,21 @@ class KernelProcess(abc.ABC):
                     if nl < 0:
                         if start < len(data):
                             parts.append(data[start:])
+                            sizes[stream] = sizes.get(stream, 0) + len(data) - start
                         break
                     parts.append(data[start:nl])
                     line = b"".join(parts)
                     parts.clear()
+                    sizes[stream] = 0
                     start = nl + 1
                     if line.strip():
                         self._on_line(stream, line)
+                if sizes.get(stream, 0) > self.max_line_bytes:
+                    self.protocol_error = (
+                        f"the kernel sent a message over {self.max_line_bytes} bytes, which "
+                        "the host refuses; it was stopped"
+                    )
+                    return
         except Exception as exc:
             self._diagnostics.append(f"channel error: {type(exc).__name__}: {exc}")
         finally:
@@ -530,6 +545,12 @@ class SandboxSession:
             if restarted:
                 result.restarted = result.state_lost = True
                 result.note = "\n".join(p for p in (note, result.note) if p)
+            # The kernel cuts output itself; the host does not rely on it.
+            cap = self.config.max_output_chars
+            if len(result.stdout) > cap:
+                result.stdout, result.stdout_truncated = result.stdout[:cap], True
+            if len(result.stderr) > cap:
+                result.stderr, result.stderr_truncated = result.stderr[:cap], True
             if not result.state_lost and self.kernel.alive:
                 # The kernel's file list says only whether to look (lying can only hide
                 # the code's own files); what is taken, and under which name, is the host's.

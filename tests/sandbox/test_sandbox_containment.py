@@ -465,3 +465,24 @@ def _exists(client: object, cid: str) -> bool:
     except Exception:
         return False
     return True
+
+
+@pytest.mark.docker
+def test_a_forged_giant_reply_is_refused_not_buffered(docker_sandbox: DockerSandbox) -> None:
+    """The user's code writes straight to the protocol channel: the host stops reading
+    past its line cap, says why, and the session goes on in a new kernel."""
+    cfg = sandbox_config(max_file_mb=1)  # line cap 1 MB * 4/3 + 16 MB
+    with DockerSandbox(cfg).start_session_sync() as s:
+        code = (
+            "import gc, os\n"
+            "k = next(o for o in gc.get_objects() if type(o).__name__ == 'Kernel')\n"
+            "fd = k.proto_out.fileno()\n"
+            "chunk = b'A' * (1 << 20)\n"
+            "for _ in range(40):\n"
+            "    os.write(fd, chunk)\n"
+            "while True:\n"
+            "    pass\n"
+        )
+        r = s.execute_sync(code, timeout=20)
+        assert r.state_lost and "over" in r.render() and "refuses" in r.render(), r.render()
+        assert s.execute_sync("print('fresh')").stdout == "fresh\n"
