@@ -56,7 +56,9 @@ def choose_sandbox(*, fallback_to_local: bool = False) -> SandboxChoice:
     """
     config = SandboxConfig.from_env()
     if os.environ.get("HARMONYGRAPH_SANDBOX"):
-        return SandboxChoice(get_sandbox(config), f"{config.backend} sandbox (HARMONYGRAPH_SANDBOX)")
+        return SandboxChoice(
+            get_sandbox(config), f"{config.backend} sandbox (HARMONYGRAPH_SANDBOX)"
+        )
     from .docker_backend import DockerSandbox
 
     docker = DockerSandbox(config)
@@ -69,5 +71,7 @@ def choose_sandbox(*, fallback_to_local: bool = False) -> SandboxChoice:
 
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         local = LocalSandbox(config.model_copy(update={"backend": "local"}))
-        return SandboxChoice(local, f"LOCAL sandbox, not Docker ({reason}): weaker isolation", reason)
+        return SandboxChoice(
+            local, f"LOCAL sandbox, not Docker ({reason}): weaker isolation", reason
+        )
     return SandboxChoice(docker, "Docker sandbox")
