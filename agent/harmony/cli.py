@@ -237,6 +237,12 @@ def parse(
     keep_after_call: Annotated[
         bool, typer.Option("--keep-after-call", help="Go on reading after <|call|>.")
     ] = False,
+    tool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tool", help="A registered tool name (repeatable): resolves `to=functions.fjson`."
+        ),
+    ] = None,
 ) -> None:
     """Parse a gpt-oss completion into messages (tolerant of what models really emit)."""
     from harmonygraph.harmony import HarmonyParseError, VocabularyError, parse_completion
@@ -246,7 +252,7 @@ def parse(
         if raw.endswith("\n"):  # the newline an editor or `echo` puts at the end of a file
             raw = raw[:-2] if raw.endswith("\r\n") else raw[:-1]
         completion: str | list[int] = _token_ids(raw) if tokens else raw
-        result = parse_completion(completion, stop_at_call=not keep_after_call)
+        result = parse_completion(completion, stop_at_call=not keep_after_call, tools=tool)
     except (_InputError, HarmonyParseError, VocabularyError) as exc:
         _fail(str(exc))
     if as_json:
@@ -254,6 +260,7 @@ def parse(
             "messages": [m.to_dict() for m in result.messages],
             "ignored": result.ignored,
             "truncated": result.truncated,
+            "repairs": [r.to_dict() for r in result.repairs],
         }
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
@@ -274,3 +281,8 @@ def parse(
             typer.echo(f"    {line}")
     for text in result.ignored:
         typer.echo(f"(ignored) {text!r}")
+    for r in result.repairs:
+        typer.echo(
+            f"(repaired) {r.kind.value} at offset {r.offset}"
+            + (f": {r.detail}" if r.detail else "")
+        )

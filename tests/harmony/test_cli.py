@@ -188,6 +188,7 @@ def test_parse_json_from_a_file(tmp_path: Path) -> None:
         "messages": [m.to_dict() for m in parse_completion_text(CALL.rstrip("\n")).messages],
         "ignored": [],  # the file's final newline is not part of the completion
         "truncated": False,
+        "repairs": [],
     }
     assert out["messages"][1]["recipient"] == "functions.get_weather"
     assert out["messages"][1]["stop"] == "call"
@@ -210,6 +211,17 @@ def test_parse_listing_marks_cut_messages_and_ignored_text() -> None:
     assert "(ignored) '<|start|>assistant<|channel|>final<|message|>x'" in result.stdout
     cut = runner.invoke(app, ["parse"], input="<|channel|>final<|message|>I was saying")
     assert cut.stdout.splitlines()[0] == "[0] assistant channel=final (cut short)"
+
+
+def test_parse_lists_repairs_and_resolves_glued_recipients_against_tools() -> None:
+    text = 'analysisList.assistantcommentary to=functions.shelljson{"cmd": "ls"}'
+    result = runner.invoke(app, ["parse", "--tool", "shell", "--json"], input=text)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["messages"][1]["recipient"] == "functions.shell"
+    assert [r["kind"] for r in out["repairs"]] == ["stripped_tokens", "recipient_ctype"]
+    listing = runner.invoke(app, ["parse"], input=text).stdout.splitlines()
+    assert listing[-1] == "(repaired) stripped_tokens at offset 0: 2"
 
 
 def test_parse_token_ids(enc: Any) -> None:
