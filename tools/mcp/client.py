@@ -34,9 +34,10 @@ import shlex
 import sys
 import tempfile
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -117,6 +118,16 @@ class _Server:
     cwd: str | None = None
     url: str | None = None
     headers: Mapping[str, str] | None = None
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def session_headers(self) -> dict[str, str]:
+        """The headers sent, with `x-session-id` (vLLM's convention for a tool session), so
+        that a server keeps this client's state (a python kernel) across calls even on
+        protocol versions without sessions."""
+        headers = dict(self.headers or {})
+        if not any(k.lower() == "x-session-id" for k in headers):
+            headers["x-session-id"] = self.session_id
+        return headers
 
     @property
     def label(self) -> str:
@@ -142,13 +153,13 @@ class _Server:
             from mcp.client.sse import sse_client
 
             return Client(
-                sse_client(self.url, headers=dict(self.headers or {}), timeout=connect_timeout),
+                sse_client(self.url, headers=self.session_headers(), timeout=connect_timeout),
                 cache=None,
             )
         from mcp.client.streamable_http import streamable_http_client
         from mcp.shared._httpx_utils import create_mcp_http_client
 
-        http = create_mcp_http_client(headers=dict(self.headers or {}))
+        http = create_mcp_http_client(headers=self.session_headers())
         return Client(streamable_http_client(self.url, http_client=http), cache=None)
 
 

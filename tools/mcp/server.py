@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -115,12 +116,17 @@ class ServedTool:
 
 
 class _Client:
-    """One MCP client connection's run state."""
+    """One MCP client's run state: its tool context, started on its first call."""
 
-    def __init__(self, session: Any, ctx: ToolContext) -> None:
-        self.session = weakref.ref(session)
+    def __init__(self, ctx: ToolContext, owner: Any = None) -> None:
+        self.owner = weakref.ref(owner) if owner is not None else None
         self.ctx = ctx
         self.started = False
+        self.last_used = time.monotonic()
+
+    def gone(self, idle_timeout_s: float) -> bool:
+        dead = self.owner is not None and self.owner() is None
+        return dead or time.monotonic() - self.last_used > idle_timeout_s
 
 
 class ToolServer:
@@ -134,6 +140,7 @@ class ToolServer:
         artifacts_dir: str | Path = Path(".harmonygraph") / "mcp-artifacts",
         tool_timeout: float = 120.0,
         max_result_chars: int = 20_000,
+        idle_timeout_s: float = 1800.0,
     ) -> None:
         self.registry = ToolRegistry(
             toolsets, default_timeout=tool_timeout, max_result_chars=max_result_chars
@@ -142,7 +149,8 @@ class ToolServer:
         spaces = [ts.namespace for ts in toolsets]
         self.name = name or (spaces[0] if spaces in (["python"], ["browser"]) else "harmonygraph")
         self.tools = self._served(toolsets)
-        self._clients: dict[int, _Client] = {}
+        self.idle_timeout_s = idle_timeout_s
+        self._clients: dict[Any, _Client] = {}
         self._ids = itertools.count(1)
 
     @staticmethod
@@ -195,36 +203,64 @@ class ToolServer:
             )
 
         async def call_tool(ctx: Any, params: Any) -> Any:
-            return await self.call(params.name, dict(params.arguments or {}), ctx.session)
+            return await self.call(params.name, dict(params.arguments or {}), ctx)
 
         return Server(
-            self.name,
-            instructions=(
-                "harmonygraph's built-in tools: " + ", ".join(self.tools) + ". Each connection "
-                "keeps its own python session and browser history."
-            ),
-            on_list_tools=list_tools,
+            self.name, instructions=self.instructions(), on_list_tools=list_tools,
             on_call_tool=call_tool,
+        )  # fmt: skip
+
+    def instructions(self) -> str:
+        """A lone built-in's own description (what vLLM puts in the prompt for a server
+        named `python` or `browser`), else a summary."""
+        spaces = {ts.namespace: ts for ts in self.registry.toolsets}
+        if self.name in ("python", "browser") and self.name in spaces:
+            return spaces[self.name].namespace_config().description or ""
+        return (
+            "harmonygraph's built-in tools: " + ", ".join(self.tools) + ". Each connection "
+            "keeps its own python session and browser history."
         )
 
-    async def _context(self, session: Any) -> ToolContext:
+    @staticmethod
+    def _client_key(request_ctx: Any) -> tuple[Any, Any]:
+        """Who is calling: (a key, an object whose life is the client's, or None).
+
+        stdio serves one client per process. Over HTTP, the protocol's `mcp-session-id`
+        (older protocol versions) or the `x-session-id` header that vLLM and `MCPToolset`
+        send (newer versions have no sessions); otherwise the connection object the SDK
+        keeps for it (one request, on a stateless client).
+        """
+        request = getattr(request_ctx, "request", None)
+        headers = getattr(request, "headers", None)
+        if headers is not None:
+            for header in ("mcp-session-id", "x-session-id"):
+                sid = headers.get(header)
+                if sid:
+                    return (header, sid), None
+        connection = getattr(request_ctx.session, "_connection", None)
+        if connection is not None and request is not None:
+            return ("connection", id(connection)), connection
+        return ("process", None), None
+
+    async def _context(self, request_ctx: Any) -> ToolContext:
         await self._sweep()
-        key = id(session)
+        key, owner = self._client_key(request_ctx)
         client = self._clients.get(key)
-        if client is None or client.session() is not session:
+        if client is None or (client.owner is not None and client.owner() is not owner):
             n = next(self._ids)
             ctx = ToolContext(run_id=f"mcp-{n}", artifacts_dir=self.artifacts_dir / f"mcp-{n}")
-            client = _Client(session, ctx)
+            client = _Client(ctx, owner)
             self._clients[key] = client
+        client.last_used = time.monotonic()
         if not client.started:
             client.started = True
             await self.registry.start(client.ctx)
         return client.ctx
 
     async def _sweep(self) -> None:
-        """Close the run state of connections that are gone."""
+        """Close the run state of clients that are gone or idle too long."""
         for key, client in list(self._clients.items()):
-            if client.session() is None:
+            if client.gone(self.idle_timeout_s):
                 del self._clients[key]
                 await self._close_client(client)
 
@@ -235,7 +271,7 @@ class ToolServer:
             except Exception as exc:  # the other connections go on
                 log.warning("closing an MCP connection's tools failed: %s", exc)
 
-    async def call(self, name: str, arguments: dict[str, Any], session: Any) -> Any:
+    async def call(self, name: str, arguments: dict[str, Any], request_ctx: Any) -> Any:
         import mcp_types as types
 
         served = self.tools.get(name)
@@ -248,7 +284,7 @@ class ToolServer:
             raw = body
         else:
             raw = json.dumps(arguments)
-        ctx = await self._context(session)
+        ctx = await self._context(request_ctx)
         result = await self.registry.call(ToolCall(served.recipient, raw), ctx)
         content: list[Any] = [types.TextContent(type="text", text=result.output.text)]
         content += _images(result.output)
