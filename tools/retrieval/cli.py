@@ -135,19 +135,36 @@ def index_add(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     async def run() -> list[IngestResult]:
+        # One line: the phase (reading, chunking, loading the model, embedding at a rate,
+        # writing), files done of all, chunks written, the file at hand.
         progress = Progress(
-            TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[chunks]} chunks  {task.fields[source]}"),
+            TextColumn("[bold]{task.fields[phase]:<17}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("files  {task.fields[chunks]} chunks{task.fields[rate]}  {task.fields[source]}"),
             disable=as_json, transient=False,
         )  # fmt: skip
         with progress:
-            task = progress.add_task("index", total=None, chunks=0, source="loading files...")
+            task = progress.add_task(
+                "index", total=None, chunks=0, rate="", phase="listing files", source=""
+            )
+            written = {"before": 0, "last": 0}
 
             def on_progress(p: IngestProgress) -> None:
                 name = Path(p.source).name if "://" not in p.source else p.source
+                # chunks_written counts per group of files; keep a running total.
+                # (reading and chunking events carry no count)
+                if p.phase not in ("reading", "chunking"):
+                    if p.chunks_written < written["last"]:
+                        written["before"] += written["last"]
+                    written["last"] = p.chunks_written
+                rate = (
+                    f"  embedding {p.chunks_embedded / p.embed_seconds:.0f} chunks/s"
+                    if p.embed_seconds > 0 and p.phase in ("embedding", "writing")
+                    else ""
+                )
                 progress.update(
                     task, total=p.documents_total, completed=p.documents_done,
-                    chunks=p.chunks_written, source=name[-40:],
+                    chunks=written["before"] + written["last"], rate=rate,
+                    phase=p.phase, source=name[-40:],
                 )  # fmt: skip
 
             async with _store(embedder) as store:

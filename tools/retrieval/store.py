@@ -19,6 +19,7 @@ import asyncio
 import inspect
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,12 @@ from typing import Any, Literal, Self
 import numpy as np
 from harmonygraph.tools.retrieval.chunking import Chunk, fit_to_window, iter_chunks, segments
 from harmonygraph.tools.retrieval.db import database_url
-from harmonygraph.tools.retrieval.embeddings import Embedder, check_embeddings, embedder_from_spec
+from harmonygraph.tools.retrieval.embeddings import (
+    Embedder,
+    check_embeddings,
+    embedder_for_collection,
+    embedder_from_spec,
+)
 from harmonygraph.tools.retrieval.errors import (
     DatabaseUnavailableError,
     DimensionMismatchError,
@@ -125,9 +131,21 @@ class IngestProgress:
     chunks_written: int  # in this call, so far
     documents_done: int
     documents_total: int
+    # What runs now: "reading", "chunking", "loading the model", "embedding", "writing".
+    phase: str = "writing"
+    chunks_embedded: int = 0  # in this call, so far
+    embed_seconds: float = 0.0  # time spent embedding them (rate = chunks / seconds)
 
 
 ProgressCallback = Callable[[IngestProgress], Awaitable[None] | None]
+
+
+def _progress(source: str, state: dict[str, Any], total: int, phase: str) -> IngestProgress:
+    return IngestProgress(
+        source, int(state["chunks"]), int(state["done"]), total, phase=phase,
+        chunks_embedded=int(state.get("embedded", 0)),
+        embed_seconds=float(state.get("embed_s", 0.0)),
+    )  # fmt: skip
 
 _HIT_COLUMNS = """c.id, c.document_id, c.chunk_index, c.text, c.char_start, c.char_end,
     c.token_start, c.token_count, c.heading, c.metadata, d.title, d.source, d.metadata"""
@@ -484,7 +502,7 @@ class RetrievalStore:
             self._check_embedder(coll, self.embedder)
             return self.embedder
         if coll.embedder not in self._embedders:
-            self._embedders[coll.embedder] = embedder_from_spec(coll.embedder)
+            self._embedders[coll.embedder] = embedder_for_collection(coll.name, coll.embedder)
         return self._embedders[coll.embedder]
 
     # -- ingestion -------------------------------------------------------------------
@@ -532,9 +550,8 @@ class RetrievalStore:
             report = progress
 
             def inner(p: IngestProgress) -> Awaitable[None] | None:
-                return report(
-                    IngestProgress(p.source, p.chunks_written, before + p.documents_done, total)
-                )
+                return report(replace(p, documents_done=before + p.documents_done,
+                                      documents_total=total))  # fmt: skip
 
             return inner
 
@@ -551,6 +568,10 @@ class RetrievalStore:
             group, group_chars = [], 0
 
         for i, (f, follow) in enumerate(files):
+            if progress is not None:
+                out = progress(IngestProgress(str(f), 0, done, total, phase="reading"))
+                if inspect.isawaitable(out):
+                    await out
             try:
                 if await asyncio.to_thread(self._streams, f, follow):
                     stream = await asyncio.to_thread(
@@ -609,9 +630,9 @@ class RetrievalStore:
         source = stream.source
         state = {"chunks": 0, "done": 0}
 
-        async def report(src: str) -> None:
+        async def report(src: str, phase: str = "writing") -> None:
             if progress is not None:
-                out = progress(IngestProgress(src, state["chunks"], state["done"], total))
+                out = progress(_progress(src, state, total, phase))
                 if inspect.isawaitable(out):
                     await out
 
@@ -669,7 +690,7 @@ class RetrievalStore:
                 n = 0
                 while batch := await asyncio.to_thread(next_batch, n):
                     pending = _Pending(doc, batch)
-                    await self._embed([(0, pending)], emb, coll)
+                    await self._embed([(0, pending)], emb, coll, state, report)
                     await self._write_chunks(conn, coll, [(doc_id, pending)], state, report)
                     n += len(batch)
                 await conn.execute(
@@ -786,6 +807,10 @@ class RetrievalStore:
                     source=doc.source, status="unchanged", document_id=prior[0]
                 )
                 continue
+            if progress is not None:
+                out = progress(IngestProgress(doc.source, 0, i, len(documents), phase="chunking"))
+                if inspect.isawaitable(out):
+                    await out
             chunks = list(
                 iter_chunks(
                     segments(doc.text),
@@ -805,11 +830,9 @@ class RetrievalStore:
 
         state = {"chunks": 0, "done": len(documents) - len(todo)}
 
-        async def report(source: str) -> None:
+        async def report(source: str, phase: str = "writing") -> None:
             if progress is not None:
-                out = progress(
-                    IngestProgress(source, state["chunks"], state["done"], len(documents))
-                )
+                out = progress(_progress(source, state, len(documents), phase))
                 if inspect.isawaitable(out):
                     await out
 
@@ -825,7 +848,7 @@ class RetrievalStore:
                     continue
             if not batch:
                 continue
-            await self._embed(batch, emb, coll)
+            await self._embed(batch, emb, coll, state, report)
             for i, res in await self._write(coll, batch, state, report):
                 results[i] = res
             batch, size = [], 0
@@ -845,13 +868,31 @@ class RetrievalStore:
         return out
 
     async def _embed(
-        self, batch: list[tuple[int, _Pending]], emb: Embedder, coll: Collection
+        self,
+        batch: list[tuple[int, _Pending]],
+        emb: Embedder,
+        coll: Collection,
+        state: dict[str, Any] | None = None,
+        report: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         texts = [c.text for _, p in batch for c in p.chunks]
         vectors: list[np.ndarray] = []
+        source = batch[-1][1].doc.source if batch else ""
+        # A local model loads on first use; that is a phase of its own (seconds), not
+        # part of the embedding rate.
+        if texts and getattr(emb, "loaded", True) is False and hasattr(emb, "load"):
+            if report is not None:
+                await report(source, "loading the model")
+            await asyncio.to_thread(emb.load)
         for start in range(0, len(texts), self.embed_batch):
             part = texts[start : start + self.embed_batch]
+            if report is not None:
+                await report(source, "embedding")
+            began = time.perf_counter()
             matrix = np.asarray(await emb.embed(part), dtype=np.float32)
+            if state is not None:
+                state["embedded"] = state.get("embedded", 0) + len(part)
+                state["embed_s"] = state.get("embed_s", 0.0) + time.perf_counter() - began
             vectors.append(
                 check_embeddings(matrix, len(part), coll.dimension, f"embedder {emb.spec}")
             )
