@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 import typer.core
 import typer.main
+from typer import _click as click  # typer ≥ 0.29 carries its own click
 from rich.console import Console
 
 # Each feature owns its sub-command module, imported only when that command runs, so that
@@ -26,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazySubcommand(click.Group):
+class _LazySubcommand(typer.core.TyperGroup):
     """Stands in a listing for a sub-command group; parsing hands over to the real one."""
 
     def __init__(self, name: str, target: str, help: str) -> None:
