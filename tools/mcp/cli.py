@@ -104,5 +104,5 @@ def list_tools(
             kind = " (built-in)" if toolset.builtin else ""
             typer.echo(f"namespace {toolset.namespace}{kind}: {len(rows)} tool(s)")
             for row in rows:
-                first = (row["description"] or "").strip().splitlines()[:1]
+                first = str(row["description"] or "").strip().splitlines()[:1]
                 typer.echo(f"  {row['recipient']}: {first[0] if first else ''}")

@@ -89,7 +89,7 @@ def _shared_retrieval(base: type[Any], collection: str) -> Toolset:
 
     from harmonygraph.tools.retrieval.store import RetrievalStore
 
-    class SharedStoreRetrieval(base):  # type: ignore[misc,valid-type]
+    class SharedStoreRetrieval(base):
         _lock = asyncio.Lock()
 
         async def start(self, ctx: ToolContext) -> None:
