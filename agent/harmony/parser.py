@@ -267,11 +267,12 @@ def _interpret(
         if section == "role":
             if header.implicit_role and words and words[0] == "assistant":
                 words.pop(0)  # the completion repeated the role the prompt ended with
-            if words and _REPEATED_ROLE.fullmatch(words[0]):
+            repeated = _REPEATED_ROLE.fullmatch(words[0]) if words else None
+            if repeated is not None:
                 first = words.pop(0)
                 repairs.append(Repair(RepairKind.REPEATED_ROLE, at + text.find(first), first))
                 if not header.implicit_role:
-                    role = _ROLE_WORDS[_REPEATED_ROLE.fullmatch(first).group(1)]  # type: ignore[union-attr]
+                    role = _ROLE_WORDS[repeated.group(1)]
             elif not header.implicit_role:
                 if not words:
                     # `<|start|>` and straight on to the channel: the model's own message.
