@@ -40,8 +40,11 @@ async def run(registry: ToolRegistry, recipient: str, args: str, ctx: ToolContex
 
 
 @pytest.fixture(scope="module")
-def python_server() -> Iterator[MCPToolset]:
-    toolset = MCPToolset(command=[*SERVE, "--tools", "python"], env=_sandbox_env(), timeout=60)
+def python_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MCPToolset]:
+    cwd = tmp_path_factory.mktemp("serve")  # the server keeps its artifacts under its cwd
+    toolset = MCPToolset(
+        command=[*SERVE, "--tools", "python"], env=_sandbox_env(), timeout=60, cwd=cwd
+    )
     yield toolset
     toolset.close_sync()
 
@@ -85,7 +88,9 @@ def test_serve_python_is_the_builtin_python_namespace_with_state(
 
 
 def test_the_python_server_killed_mid_call_is_one_error(tmp_path: Path) -> None:
-    toolset = MCPToolset(command=[*SERVE, "--tools", "python"], env=_sandbox_env(), timeout=60)
+    toolset = MCPToolset(
+        command=[*SERVE, "--tools", "python"], env=_sandbox_env(), timeout=60, cwd=tmp_path
+    )
     registry = ToolRegistry([toolset])
     ctx = ToolContext(artifacts_dir=tmp_path)
     try:
@@ -148,7 +153,7 @@ def test_serve_browser_is_the_builtin_browser_namespace_on_local_pages(
         "HARMONYGRAPH_SEARCH_BACKEND": "local",
         "HARMONYGRAPH_LOCAL_SEARCH_DIR": str(docs),
     }
-    with MCPToolset(command=[*SERVE, "--tools", "browser"], env=env) as toolset:
+    with MCPToolset(command=[*SERVE, "--tools", "browser"], env=env, cwd=tmp_path) as toolset:
         assert toolset.namespace == "browser" and toolset.builtin
         assert sorted(toolset.tools) == ["find", "open", "search"]
         registry = ToolRegistry([toolset])
@@ -177,6 +182,7 @@ def test_serve_over_streamable_http_with_a_session_per_client(tmp_path: Path) ->
         [*SERVE, "--tools", "python", "--transport", "http", "--port", str(port)],
         env={**os.environ, **_sandbox_env()},
         stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
     )
     try:
         wait_port(port, proc)
