@@ -52,12 +52,29 @@ def db_start(as_json: JsonOpt = False) -> None:
         _fail(str(exc), as_json)
     status = embedded_status()
     out = {**status.to_dict(), "pgdata": str(embedded_pgdata())}
+    out["embedding_service"] = _start_embedding_service()
     if as_json:
         typer.echo(json.dumps(out))
         return
     typer.echo(f"embedded Postgres running (pid {status.pid}) in {status.pgdata}\nURL: {url}")
+    typer.echo(f"embedding service: {out['embedding_service']}")
     if os.environ.get("DATABASE_URL"):
         typer.echo("note: DATABASE_URL is set, so harmonygraph uses that server, not this one")
+
+
+def _start_embedding_service() -> str:
+    """Keep MiniLM loaded for later commands (embed_service.py); never fails `db start`."""
+    from harmonygraph.tools.retrieval.embed_service import service_enabled, start_service
+    from harmonygraph.tools.retrieval.embeddings import local_runtime
+    from harmonygraph.tools.retrieval.errors import RetrievalError
+
+    try:
+        if not service_enabled() or local_runtime() != "onnx":
+            return "off (HARMONYGRAPH_EMBED_SERVICE=0 or the torch runtime)"
+        status = start_service()
+    except RetrievalError as exc:
+        return f"not started: {exc}"
+    return f"running (pid {status['pid']}), MiniLM loaded, {status['socket']}"
 
 
 @db_app.command("status")
@@ -83,7 +100,9 @@ def db_status(as_json: JsonOpt = False) -> None:
 def db_stop(as_json: JsonOpt = False) -> None:
     """Stop the embedded Postgres; its data stays in the data folder."""
     from harmonygraph.tools.retrieval.db import embedded_status, stop_embedded
+    from harmonygraph.tools.retrieval.embed_service import stop_service
 
+    stop_service()
     stopped = stop_embedded()
     if as_json:
         typer.echo(json.dumps({"stopped": stopped, "pgdata": embedded_status().pgdata}))

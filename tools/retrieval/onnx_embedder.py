@@ -8,6 +8,10 @@ torch and sentence-transformers (about 10 s cold). Tokenisation is the model's o
 (256 tokens for MiniLM), as sentence-transformers does. Texts are embedded in batches of
 similar length, so little compute goes to padding, then mean-pooled and normalised.
 
+When `harmonygraph db start` runs the embedding service (embed_service.py), a process
+that has not loaded the model asks the service, which has: a cold `index search` then
+pays a few milliseconds for its query, not the session start.
+
 Nothing is loaded until something needs it: the window and dimension come from the
 model's config files, counting tokens loads only the tokenizer, and the ONNX session
 starts on the first `embed`.
@@ -76,8 +80,10 @@ class OnnxMiniLMEmbedder:
         threads: int | None = None,
         cache_dir: Path | None = None,
         on_load: Callable[[str], None] | None = None,
+        use_service: bool = True,
     ) -> None:
         self.model_name = model or "minilm"
+        self.use_service = use_service  # ask the resident service before loading
         self.threads = threads
         self._cache_dir = cache_dir
         self.on_load = on_load
@@ -247,6 +253,13 @@ class OnnxMiniLMEmbedder:
         dim = int(self._settings()["dimension"])
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
+        if self._session is None and self.use_service:
+            # The resident service (`harmonygraph db start`) has the model loaded already.
+            from harmonygraph.tools.retrieval.embed_service import embed_via_service
+
+            served = embed_via_service(self.graph_path().name, texts)
+            if served is not None:
+                return served
         self.load()
         encodings = self._tokenizer.encode_batch(list(texts))
         lengths = np.array([len(e.ids) for e in encodings])
