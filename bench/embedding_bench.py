@@ -180,9 +180,17 @@ def cold_model(runs: int, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def hg_exe() -> list[str]:
+    # The console script beside this Python (a pyenv shim in PATH would add ~0.2 s of bash).
+    exe = Path(sys.executable).parent / "harmonygraph"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("harmonygraph")
+    return [found] if found else [sys.executable, "-m", "harmonygraph.cli"]
+
+
 def hg(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    exe = shutil.which("harmonygraph")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "harmonygraph.cli", *args]
+    cmd = [*hg_exe(), *args]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
@@ -203,16 +211,21 @@ def commands(n_docs: int, runs: int, base_env: dict[str, str]) -> dict[str, Any]
         (docs / f"doc{i:05d}.txt").write_text(text)
     out: dict[str, Any] = {"documents": n_docs}
     try:
-        out["db_start_s"] = round(hg(["db", "start"], env)[0], 2)
+        out["db_start_s"] = round(hg(["db", "start"], env)[0], 2)  # + the embedding service
         wall, text = hg(["index", "add", str(docs), "--json"], env)
         counts = json.loads(text[text.index("{") :])["counts"]
         out["first_add"] = {"seconds": round(wall, 2), "counts": counts,
                             "note": "includes writing the ONNX graph once (cold cache)"}  # fmt: skip
         queries = [json.loads(x)["text"] for x in (CORPORA / "scifact" / "queries.jsonl").open()]
-        searches: dict[str, list[float]] = {"onnx": [], "torch": []}
+        searches: dict[str, list[float]] = {"onnx+service": [], "onnx": [], "torch": []}
+        variants = {
+            "onnx+service": {},  # db start started the service
+            "onnx": {"HARMONYGRAPH_EMBED_SERVICE": "0"},  # the command loads ONNX itself
+            "torch": {"HARMONYGRAPH_EMBED_RUNTIME": "torch"},
+        }
         for i in range(runs):  # interleaved
-            for runtime in ("onnx", "torch"):
-                e = {**env, "HARMONYGRAPH_EMBED_RUNTIME": runtime}
+            for runtime, extra in variants.items():
+                e = {**env, **extra}
                 searches[runtime].append(round(hg(["index", "search", queries[i]], e)[0], 2))
         text_mode = [round(hg(["index", "search", queries[0], "--mode", "text"], env)[0], 2)
                      for _ in range(runs)]  # fmt: skip
@@ -228,10 +241,7 @@ def commands(n_docs: int, runs: int, base_env: dict[str, str]) -> dict[str, Any]
         out["readd_unchanged_s"] = {"median": statistics.median(readd), "runs": readd}
         out["help_s"] = {"median": statistics.median(help_s), "runs": help_s}
     finally:
-        subprocess.run(
-            [shutil.which("harmonygraph") or "harmonygraph", "db", "stop"], env=env,
-            capture_output=True,
-        )  # fmt: skip
+        subprocess.run([*hg_exe(), "db", "stop"], env=env, capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
     return out
 
@@ -268,7 +278,8 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nmachine: {m['cpus']} CPUs, fp32 matrix product {m['fp32_gemm_gflops']} GFLOP/s, "
           f"load average {m['loadavg_start']} → {m['loadavg_end']}")  # fmt: skip
     print(f"\nCommands, cold (new process each; {c['documents']} SciFact files)   goal")
-    print(f"  index search (hybrid), ONNX      {c['search_hybrid_s']['onnx']['median']:6.2f} s   ≤ 1.5 s")
+    print(f"  index search (hybrid), service   {c['search_hybrid_s']['onnx+service']['median']:6.2f} s   ≤ 1.5 s")
+    print(f"  index search (hybrid), ONNX      {c['search_hybrid_s']['onnx']['median']:6.2f} s   (no service)")
     print(f"  index search (hybrid), torch     {c['search_hybrid_s']['torch']['median']:6.2f} s")
     print(f"  index search --mode text         {c['search_text_s']['median']:6.2f} s")
     print(f"  index add, all unchanged         {c['readd_unchanged_s']['median']:6.2f} s   ≤ 1 s")

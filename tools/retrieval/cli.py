@@ -187,10 +187,12 @@ def index_add(
                 )  # fmt: skip
 
             async with _store(embedder) as store:
-                return await store.add_paths(
+                done = await store.add_paths(
                     paths, collection=collection, progress=on_progress, defer_index=bulk,
                     follow_links=follow_links,
                 )  # fmt: skip
+            progress.update(task, phase="done", completed=len(done), total=len(done), source="")
+            return done
 
     try:
         results = asyncio.run(run())
