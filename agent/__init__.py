@@ -1,4 +1,14 @@
-"""harmonygraph: LangGraph state machines driving gpt-oss through harmony tool calls."""
+"""harmonygraph: LangGraph state machines driving gpt-oss through harmony tool calls.
+
+```python
+from harmonygraph import Agent, tool
+```
+
+The layers, each importing only those below it (checked by tests/test_architecture.py):
+`cli`, `doctor`, `task` → `graphs` (report, survey) → `engine` (the loop and the `Agent`)
+→ `tracing` (traces, replay, test doubles) → `tools` → `sandbox` → `models` → `harmony`
+→ foundations (`settings`, `concurrency`, `bounds`, `safe_yaml`).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +17,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from harmonygraph.agent import (
-        Agent,
+    from harmonygraph.engine.agent import Agent, ChatSession
+    from harmonygraph.engine.limits import RunLimits
+    from harmonygraph.engine.result import (
         AgentCheckpointError,
         AgentInputError,
         AgentModelError,
         AgentRunError,
-        ChatSession,
         OutputValidationError,
         RunLimitExceeded,
         RunResult,
     )
-    from harmonygraph.graphs.agent_loop import RunLimits
     from harmonygraph.harmony.messages import Message
+    from harmonygraph.models import make_model
+    from harmonygraph.tools.base import Tool, ToolContext, ToolOutput, Toolset, tool
 
 __all__ = [
     "Agent",
@@ -33,28 +44,40 @@ __all__ = [
     "RunLimitExceeded",
     "RunLimits",
     "RunResult",
+    "Tool",
+    "ToolContext",
+    "ToolOutput",
+    "Toolset",
     "__version__",
+    "make_model",
+    "tool",
 ]
 
 _LAZY = {
-    "Agent": "harmonygraph.agent",
-    "AgentCheckpointError": "harmonygraph.agent",
-    "AgentInputError": "harmonygraph.agent",
-    "AgentModelError": "harmonygraph.agent",
-    "AgentRunError": "harmonygraph.agent",
-    "ChatSession": "harmonygraph.agent",
-    "OutputValidationError": "harmonygraph.agent",
-    "RunLimitExceeded": "harmonygraph.agent",
-    "RunResult": "harmonygraph.agent",
+    "Agent": "harmonygraph.engine.agent",
+    "AgentCheckpointError": "harmonygraph.engine.result",
+    "AgentInputError": "harmonygraph.engine.result",
+    "AgentModelError": "harmonygraph.engine.result",
+    "AgentRunError": "harmonygraph.engine.result",
+    "ChatSession": "harmonygraph.engine.agent",
     "Message": "harmonygraph.harmony.messages",
-    "RunLimits": "harmonygraph.graphs.agent_loop",
+    "OutputValidationError": "harmonygraph.engine.result",
+    "RunLimitExceeded": "harmonygraph.engine.result",
+    "RunLimits": "harmonygraph.engine.limits",
+    "RunResult": "harmonygraph.engine.result",
+    "Tool": "harmonygraph.tools.base",
+    "ToolContext": "harmonygraph.tools.base",
+    "ToolOutput": "harmonygraph.tools.base",
+    "Toolset": "harmonygraph.tools.base",
+    "make_model": "harmonygraph.models",
+    "tool": "harmonygraph.tools.base",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy so that `import agent` (and the CLI's --help) does not pull in LangGraph.
+    # Lazy: importing the package (and `harmonygraph --help`) does not pull in LangGraph.
     if name in _LAZY:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

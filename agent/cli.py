@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import typer
 import typer.core
 import typer.main
-from typer import _click as click  # typer ≥ 0.29 carries its own click
 from rich.console import Console
+from typer import _click as click  # typer ≥ 0.29 carries its own click
 
 # Each feature owns its sub-command module, imported only when that command runs, so that
 # `harmonygraph --help` and the top-level commands do not pay for every feature's imports.
@@ -110,9 +110,14 @@ def run_task(
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning")] = False,
 ) -> None:
     """Run the agent a task file describes; write its result and trace to --out."""
-    from harmonygraph.agent import AgentRunError
-    from harmonygraph.events import ReasoningDelta, RunDone, ToolCallEvent, ToolResultEvent
-    from harmonygraph.models.base import iterate_sync
+    from harmonygraph.concurrency import iterate_sync
+    from harmonygraph.engine import (
+        AgentRunError,
+        ReasoningDelta,
+        RunDone,
+        ToolCallEvent,
+        ToolResultEvent,
+    )
     from harmonygraph.task import TaskError, agent_for_task, load_task
 
     try:
@@ -217,19 +222,20 @@ def chat(
     ] = "",
 ) -> None:
     """Chat with a gpt-oss agent in the terminal, streaming its answers and tool calls."""
-    from harmonygraph.agent import Agent, AgentRunError
-    from harmonygraph.events import (
+    from harmonygraph.concurrency import iterate_sync
+    from harmonygraph.engine import (
+        Agent,
+        AgentRunError,
         CommentaryDelta,
         FinalDelta,
         ReasoningDelta,
         RunDone,
         ToolCallEvent,
         ToolResultEvent,
+        estimate_cost,
     )
     from harmonygraph.harmony.prompt import parse_reasoning
     from harmonygraph.models import make_model
-    from harmonygraph.models.base import iterate_sync
-    from harmonygraph.usage import estimate_cost
 
     try:
         level = parse_reasoning(reasoning)
@@ -336,8 +342,8 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-run a recorded run with the model and the tools replayed; say where it diverges."""
-    from harmonygraph.replay import replay_trace
-    from harmonygraph.trace import ReplayDivergence, Trace, TraceError
+    from harmonygraph.engine.replay import replay_trace
+    from harmonygraph.tracing import ReplayDivergence, Trace, TraceError
 
     try:
         # Loading checks every record's shape: a damaged file is one line naming file:line.
@@ -392,6 +398,7 @@ def demo(
     """
     import asyncio
 
+    from harmonygraph.concurrency import run_sync
     from harmonygraph.graphs.report import (
         ReportWarning,
         SectionDone,
@@ -400,8 +407,7 @@ def demo(
         ToolActivity,
     )
     from harmonygraph.graphs.survey import DEMO_DATA, PipelineError, run_survey_pipeline
-    from harmonygraph.models.base import run_sync
-    from harmonygraph.trace import ReplayDivergence, ReplayModel, Trace, TraceError
+    from harmonygraph.tracing import ReplayDivergence, ReplayModel, Trace, TraceError
 
     responses = survey or DEMO_DATA / "responses.csv"
     current_date: str | None = None

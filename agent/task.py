@@ -334,8 +334,7 @@ def agent_for_task(
     """The `Agent` a task file describes; command-line options override the file's model."""
     import os
 
-    from harmonygraph.agent import Agent
-    from harmonygraph.graphs.agent_loop import RunLimits
+    from harmonygraph.engine import Agent, RunLimits
     from harmonygraph.models import make_model
     from harmonygraph.models.base import ModelSettings
 

@@ -115,7 +115,7 @@ def isolation(pages: list[Path], repeat: int, out: Path) -> None:
     import asyncio
 
     from harmonygraph.tools.browser.fetch import FetchResult
-    from harmonygraph.tools.browser.toolset import page_from_fetch
+    from harmonygraph.tools.browser.reading import page_from_fetch
     from harmonygraph.tools.browser.worker import ExtractionWorkers
 
     results = [

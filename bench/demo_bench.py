@@ -30,7 +30,7 @@ os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(ROOT.parent / "shared" / "v
 
 async def once(out: Path) -> dict[str, float]:
     from harmonygraph.graphs.survey import DEMO_DATA, run_survey_pipeline
-    from harmonygraph.trace import ReplayModel, Trace
+    from harmonygraph.tracing import ReplayModel, Trace
 
     trace = Trace.load(DEMO_DATA / "demo_trace.jsonl")
     started = time.perf_counter()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(ROOT.parent / "shared" / "vocab"))
 
 from harmonygraph import Agent, RunLimits  # noqa: E402
-from harmonygraph.checkpoint import memory_saver  # noqa: E402
+from harmonygraph.engine.checkpoint import memory_saver  # noqa: E402
 from harmonygraph.harmony import ConversationRenderer, parse_completion_text  # noqa: E402
 from harmonygraph.models.base import ModelRequest, ModelResponse, ResponseDone, Usage  # noqa: E402
 from harmonygraph.tools import tool  # noqa: E402
@@ -205,7 +205,7 @@ def rss_after_import() -> dict[str, float]:
     for label, imports in [
         (
             "harmonygraph (Agent, tool, the loop)",
-            "from agent import Agent\nfrom tools import tool\nimport graphs.agent_loop",
+            "from harmonygraph import Agent, tool\nimport harmonygraph.engine.loop",
         ),
         ("langgraph.graph alone", "import langgraph.graph"),
     ]:

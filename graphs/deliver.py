@@ -7,7 +7,6 @@ error names the staging folder where the files are.
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import os
 import shutil
@@ -15,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harmonygraph.concurrency import run_in_thread
 
 __all__ = [
     "DeliveryError",
@@ -88,8 +89,8 @@ def check_folder(path: Path) -> str | None:
 async def deliver(files: Sequence[Path], staged_dir: Path, destination: Destination) -> list[str]:
     """Copy or upload `files` (all under `staged_dir`), keeping their relative paths."""
     if isinstance(destination, FolderDestination):
-        return await asyncio.to_thread(_to_folder, files, staged_dir, destination.path)
-    return await asyncio.to_thread(_to_s3, files, staged_dir, destination)
+        return await run_in_thread(_to_folder, files, staged_dir, destination.path)
+    return await run_in_thread(_to_s3, files, staged_dir, destination)
 
 
 def _to_folder(files: Sequence[Path], staged_dir: Path, out: Path) -> list[str]:

@@ -21,7 +21,6 @@ in order, and the model server is one GPU anyway. Every step reports progress as
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import re
 import time
@@ -31,15 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from harmonygraph.agent import (
+from harmonygraph.concurrency import run_in_thread
+from harmonygraph.engine import (
     Agent,
     AgentModelError,
     AgentRunError,
     OutputValidationError,
+    RunDone,
+    RunLimits,
     RunResult,
+    ToolCallEvent,
+    ToolResultEvent,
 )
-from harmonygraph.events import RunDone, ToolCallEvent, ToolResultEvent
-from harmonygraph.graphs.agent_loop import RunLimits
 from harmonygraph.graphs.deliver import DeliveryError, Destination, deliver
 from harmonygraph.graphs.render import RenderedReport, RenderError, render_report
 from harmonygraph.graphs.report_models import (
@@ -59,6 +61,7 @@ from harmonygraph.models.base import Model
 from harmonygraph.tools.base import Tool, Toolset
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
 __all__ = [
     "ASSEMBLE_INSTRUCTIONS",
@@ -262,15 +265,6 @@ class ReportState(TypedDict, total=False):
     warnings: list[str]
 
 
-def _rt(config: RunnableConfig) -> ReportRuntime:
-    rt = config.get("configurable", {}).get("hg_report")
-    if not isinstance(rt, ReportRuntime):
-        raise RuntimeError(
-            "the report graph needs a ReportRuntime in config['configurable']['hg_report']"
-        )
-    return rt
-
-
 # -- running one agent ---------------------------------------------------------------------
 
 
@@ -337,8 +331,8 @@ def _available(rt: ReportRuntime) -> str:
     return ", ".join(have) if have else "none: the report can only restate the brief"
 
 
-async def plan_node(state: ReportState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _rt(config)
+async def plan_node(state: ReportState, runtime: Runtime[ReportRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     t0 = time.perf_counter()
     await rt.emit(StageStarted("plan"))
     prompt = f"Brief:\n{rt.brief}\n\nSources available: {_available(rt)}.\n\nPropose the outline."
@@ -513,8 +507,8 @@ def _unsupported(plan: SectionPlan, index: int, reason: str, attempts: int) -> S
     )
 
 
-async def section_node(state: ReportState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _rt(config)
+async def section_node(state: ReportState, runtime: Runtime[ReportRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     outline = state["outline"]
     index = state.get("index", 0)
     total = len(outline.sections)
@@ -615,8 +609,8 @@ def _numbered_text(section: Section, refs: Sequence[Reference]) -> str:
     return body
 
 
-async def assemble_node(state: ReportState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _rt(config)
+async def assemble_node(state: ReportState, runtime: Runtime[ReportRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     t0 = time.perf_counter()
     await rt.emit(StageStarted("assemble"))
     outline = state["outline"]
@@ -685,12 +679,12 @@ async def assemble_node(state: ReportState, config: RunnableConfig) -> dict[str,
     return {"synthesis": synthesis, "report": report, "warnings": warnings}
 
 
-async def render_node(state: ReportState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _rt(config)
+async def render_node(state: ReportState, runtime: Runtime[ReportRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     t0 = time.perf_counter()
     await rt.emit(StageStarted("render", ", ".join(rt.formats)))
     try:
-        rendered = await asyncio.to_thread(
+        rendered = await run_in_thread(
             render_report, state["report"], rt.work_dir, formats=rt.formats
         )
     except RenderError as exc:
@@ -711,8 +705,8 @@ async def render_node(state: ReportState, config: RunnableConfig) -> dict[str, A
     return {"rendered": rendered, "warnings": [*state.get("warnings", []), *rendered.warnings]}
 
 
-async def deliver_node(state: ReportState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _rt(config)
+async def deliver_node(state: ReportState, runtime: Runtime[ReportRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     rendered = state["rendered"]
     if rt.destination is None:
         return {"delivered": [str(p) for p in rendered.files]}
@@ -734,9 +728,9 @@ async def deliver_node(state: ReportState, config: RunnableConfig) -> dict[str, 
     return {"delivered": delivered}
 
 
-def build_report_graph() -> StateGraph:
+def build_report_graph() -> StateGraph[ReportState, ReportRuntime, ReportState, ReportState]:
     """The report graph, uncompiled; run it with a `ReportRuntime` in the config."""
-    graph = StateGraph(ReportState)
+    graph = StateGraph(ReportState, context_schema=ReportRuntime)
     graph.add_node("plan", plan_node)
     graph.add_node("section", section_node)
     graph.add_node("assemble", assemble_node)
@@ -756,12 +750,14 @@ async def generate_report(runtime: ReportRuntime) -> ReportResult:
     t0 = time.perf_counter()
     graph = build_report_graph().compile()
     config: RunnableConfig = {
-        "configurable": {"hg_report": runtime, "thread_id": uuid.uuid4().hex[:12]},
+        "configurable": {"thread_id": uuid.uuid4().hex[:12]},
         "recursion_limit": 64,
     }
     state: dict[str, Any] = {}
     try:
-        async for chunk in graph.astream({"warnings": []}, config, stream_mode="values"):
+        async for chunk in graph.astream(
+            {"warnings": []}, config, stream_mode="values", context=runtime
+        ):
             state = chunk
     finally:
         runtime.timings.total_s += time.perf_counter() - t0

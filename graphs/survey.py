@@ -21,7 +21,6 @@ Every failure becomes a `PipelineError` with a message that says what to do and
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -33,7 +32,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harmonygraph.agent import Agent, AgentRunError
+from harmonygraph.concurrency import run_in_thread
+from harmonygraph.engine import Agent, AgentRunError
 from harmonygraph.graphs.deliver import (
     DeliveryError,
     Destination,
@@ -243,7 +243,7 @@ async def _open_store(
                 from harmonygraph.tools.retrieval.db import start_embedded
 
                 # Stopped when the process exits: nothing of the demo keeps running.
-                url = await asyncio.to_thread(
+                url = await run_in_thread(
                     lambda: start_embedded(harmonygraph_home() / "demo-pgdata", keep_running=False)
                 )
             store = await RetrievalStore(url=url, embedder=HashingEmbedder()).open()
@@ -252,8 +252,8 @@ async def _open_store(
         # Sources named relative to the folder (frameworks/<file>), not by absolute path:
         # the model reads them in every search result, so they must not depend on where
         # the checkout is (a recorded trace replays the same text anywhere).
-        for path in await asyncio.to_thread(lambda: sorted(frameworks.glob("*.md"))):
-            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        for path in await run_in_thread(lambda: sorted(frameworks.glob("*.md"))):
+            text = await run_in_thread(path.read_text, encoding="utf-8")
             results.append(await store.add_text(
                 text, collection=FRAMEWORKS_COLLECTION, source=f"{frameworks.name}/{path.name}",
                 format="markdown",
@@ -298,7 +298,7 @@ async def run_survey_pipeline(
     delivered to `destination` (default: the folder `out_dir`).
     """
     started = time.perf_counter()
-    out, work = await asyncio.to_thread(_prepare_dirs, out_dir, work_dir)
+    out, work = await run_in_thread(_prepare_dirs, out_dir, work_dir)
     dest = destination or FolderDestination(out)
     result = PipelineResult(out_dir=out, work_dir=work)
     problem = check_folder(out) if isinstance(dest, FolderDestination) else None
@@ -312,7 +312,7 @@ async def run_survey_pipeline(
     t0 = time.perf_counter()
     await emit_progress(progress, StageStarted("preprocess", str(input_path)))
     try:
-        data = await asyncio.to_thread(load_survey, input_path, min_responses=min_responses)
+        data = await run_in_thread(load_survey, input_path, min_responses=min_responses)
     except InsufficientResponsesError as exc:
         result.preprocess = exc.data.report
         result.kept = await _keep_preprocess(exc.data, work, dest, result)
@@ -345,7 +345,7 @@ async def run_survey_pipeline(
         if sandbox == "auto":
             from harmonygraph.sandbox import choose_sandbox
 
-            choice = await asyncio.to_thread(choose_sandbox, fallback_to_local=True)
+            choice = await run_in_thread(choose_sandbox, fallback_to_local=True)
             sandbox, result.sandbox = choice.sandbox, choice.description
             if choice.fallback_reason is not None:
                 result.warnings.append(f"using the {result.sandbox}")
@@ -433,7 +433,7 @@ async def _keep_preprocess(
     data: SurveyData, work: Path, dest: Destination, result: PipelineResult
 ) -> list[str]:
     """Write the cleaned data and the preprocessing report, and deliver them at once."""
-    files = await asyncio.to_thread(_write_preprocess, data, work / "data")
+    files = await run_in_thread(_write_preprocess, data, work / "data")
     try:
         return await deliver(files, work, dest)
     except DeliveryError as exc:

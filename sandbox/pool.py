@@ -7,12 +7,13 @@ after a timeout or a crash also take a warm kernel when one is ready.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import threading
 import time
 from typing import Any
+
+from harmonygraph.concurrency import run_in_thread
 
 from .errors import SandboxCancelledError, SandboxError
 from .session import KernelProcess, Sandbox, SandboxSession
@@ -60,9 +61,6 @@ class SandboxPool:
             deadline.wait(0.05)
             waited += 0.05
         return self._ready.qsize() >= self.size
-
-    async def wait_ready_async(self, timeout: float = 120.0) -> bool:  # noqa: ASYNC109
-        return await asyncio.to_thread(self.wait_ready, timeout)
 
     def _fill_loop(self) -> None:
         failures = 0
@@ -138,7 +136,7 @@ class SandboxPool:
 
     async def acquire(self) -> SandboxSession:
         """A new session; its kernel is destroyed when the session closes."""
-        return await asyncio.to_thread(self.acquire_sync)
+        return await run_in_thread(self.acquire_sync)
 
     async def release(self, session: SandboxSession) -> None:
         # Kernels are never reused across sessions: state would leak between runs.
@@ -157,7 +155,7 @@ class SandboxPool:
                 break
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.close_sync)
+        await run_in_thread(self.close_sync)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,6 @@ read by a thread, so sessions work from any event loop and from plain sync code.
 from __future__ import annotations
 
 import abc
-import asyncio
 import base64
 import itertools
 import json
@@ -25,6 +24,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from harmonygraph.concurrency import run_in_thread
 
 from .config import SandboxConfig
 from .errors import (
@@ -322,7 +323,7 @@ class Sandbox(abc.ABC):
 
     async def start_session(self) -> SandboxSession:
         """A new session on a freshly started kernel (no pool)."""
-        kernel = await asyncio.to_thread(self.spawn_kernel)
+        kernel = await run_in_thread(self.spawn_kernel)
         return self.session_for(kernel)
 
     def start_session_sync(self) -> SandboxSession:
@@ -365,22 +366,22 @@ class SandboxSession:
     ) -> ExecResult:
         # `timeout` is the wall-time limit enforced inside the sandbox (it interrupts the
         # kernel and reports), not a cancellation of this coroutine.
-        return await asyncio.to_thread(self.execute_sync, code, timeout)
+        return await run_in_thread(self.execute_sync, code, timeout)
 
     async def read_file(self, path: str) -> bytes:
-        return await asyncio.to_thread(self.read_file_sync, path)
+        return await run_in_thread(self.read_file_sync, path)
 
     async def write_file(self, path: str, data: bytes) -> None:
-        await asyncio.to_thread(self.write_file_sync, path, data)
+        await run_in_thread(self.write_file_sync, path, data)
 
     async def list_files(self) -> list[SandboxFile]:
-        return await asyncio.to_thread(self.list_files_sync)
+        return await run_in_thread(self.list_files_sync)
 
     async def restart(self) -> None:
-        await asyncio.to_thread(self.restart_sync)
+        await run_in_thread(self.restart_sync)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.close_sync)
+        await run_in_thread(self.close_sync)
 
     async def __aenter__(self) -> SandboxSession:
         return self

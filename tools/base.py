@@ -9,13 +9,9 @@ gpt-oss was trained to see them.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import inspect
 import json
-import queue
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +20,7 @@ from typing import Any, Literal, TypeVar, get_type_hints, overload
 import jsonschema
 import pydantic
 from harmonygraph.bounds import JSONDepthError, loads_bounded
+from harmonygraph.concurrency import run_in_thread
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 __all__ = [
@@ -97,68 +94,6 @@ class ToolContext:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-_R = TypeVar("_R")
-
-
-class _DaemonWorkers:
-    """Reused daemon threads for sync tools.
-
-    `asyncio.to_thread`'s executor joins its threads at exit, so one stuck call would
-    hang the process; a fresh thread per call costs a thread start every step. These
-    threads are reused while free, and one stuck in a call is simply never freed.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._idle = 0
-        self._lock = threading.Lock()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            start = self._idle == 0
-            if not start:
-                self._idle -= 1
-        if start:
-            threading.Thread(target=self._work, name="harmonygraph-tool", daemon=True).start()
-        self._jobs.put(job)
-
-    def _work(self) -> None:
-        while True:
-            self._jobs.get()()
-            with self._lock:
-                self._idle += 1
-
-
-_workers = _DaemonWorkers()
-
-
-async def run_in_thread(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
-    """`fn(*args, **kwargs)` on a daemon worker thread, awaited.
-
-    Unlike `asyncio.to_thread`, a call that never returns cannot keep the process from
-    exiting: a sync tool past its timeout is abandoned, and the run (and the CLI) end.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_R] = loop.create_future()
-    ctx = contextvars.copy_context()
-
-    def settle(ok: bool, value: Any) -> None:
-        if not future.done():
-            future.set_result(value) if ok else future.set_exception(value)
-
-    def job() -> None:
-        outcome: tuple[bool, Any]
-        try:
-            outcome = (True, ctx.run(fn, *args, **kwargs))
-        except BaseException as exc:  # handed to the awaiting task
-            outcome = (False, exc)
-        try:
-            loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:  # the loop is gone: the call was abandoned long ago
-            pass
-
-    _workers.submit(job)
-    return await future
 
 
 class Tool:

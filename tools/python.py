@@ -9,11 +9,11 @@ can refer to them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
+from harmonygraph.concurrency import run_in_thread
 from harmonygraph.sandbox import (
     ExecResult,
     Sandbox,
@@ -222,7 +222,7 @@ class PythonToolset(Toolset):
             if state.saved.get(f.path) == f.sha256:
                 continue
             try:
-                dest = await asyncio.to_thread(publish, Path(f.local_path), out_dir, f.name)
+                dest = await run_in_thread(publish, Path(f.local_path), out_dir, f.name)
             except SandboxFileError as exc:
                 notes.append(f"[file {where}: not kept: {exc}]")
                 continue

@@ -7,13 +7,27 @@ import datetime as dt
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 
-from harmonygraph.checkpoint import CheckedSaver, CheckpointWriteError, memory_saver
-from harmonygraph.events import AgentEvent, RunDone
-from harmonygraph.graphs.agent_loop import LoopRuntime, OutputSpec, RunLimits, build_agent_graph
+from harmonygraph.concurrency import iterate_sync, run_sync
+from harmonygraph.engine.checkpoint import CheckedSaver, CheckpointWriteError, memory_saver
+from harmonygraph.engine.events import AgentEvent, RunDone
+from harmonygraph.engine.limits import RunLimits
+from harmonygraph.engine.loop import build_agent_graph
+from harmonygraph.engine.output import OutputSpec
+from harmonygraph.engine.pricing import Price, estimate_cost
+from harmonygraph.engine.result import (
+    AgentCheckpointError,
+    AgentInputError,
+    AgentModelError,
+    AgentRunError,
+    OutputValidationError,
+    RunLimitExceeded,
+    RunResult,
+)
+from harmonygraph.engine.runtime import LoopRuntime
+from harmonygraph.engine.state import initial_state
 from harmonygraph.harmony.messages import Message
 from harmonygraph.harmony.prompt import (
     DEFAULT_IDENTITY,
@@ -23,117 +37,18 @@ from harmonygraph.harmony.prompt import (
     SystemConfig,
     parse_reasoning,
 )
-from harmonygraph.models.base import Model, ModelSettings, Usage, iterate_sync, run_sync
+from harmonygraph.models.base import Model, ModelSettings, Usage
 from harmonygraph.tools.base import Tool, ToolContext, Toolset
 from harmonygraph.tools.registry import ToolRegistry
-from harmonygraph.trace import (
-    Redactor,
-    ReplayModel,
-    ReplayToolRegistry,
-    Trace,
-    TraceRecorder,
-    check_replay_end,
-    model_secrets,
-)
-from harmonygraph.usage import Price, estimate_cost
+from harmonygraph.tracing.redaction import Redactor, model_secrets
+from harmonygraph.tracing.replay import ReplayModel, ReplayToolRegistry, check_replay_end
+from harmonygraph.tracing.trace import Trace, TraceRecorder
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, StreamMode
 
-__all__ = [
-    "Agent",
-    "AgentCheckpointError",
-    "AgentInputError",
-    "AgentModelError",
-    "AgentRunError",
-    "ChatSession",
-    "OutputValidationError",
-    "RunLimitExceeded",
-    "RunResult",
-]
+__all__ = ["Agent", "ChatSession"]
 
 T = TypeVar("T")
-
-
-@dataclass
-class RunResult(Generic[T]):
-    """What a run produced, and everything needed to understand how."""
-
-    output: T | str | None
-    status: str
-    messages: list[Message]
-    new_messages: list[Message]
-    usage: Usage
-    cost_usd: float | None
-    steps: int
-    tool_calls: int
-    step_usage: list[dict[str, Any]]
-    artifacts: list[dict[str, Any]]
-    trace: Trace
-    run_id: str
-    thread_id: str
-    error: str | None = None
-    trace_path: Path | None = None
-    output_errors: list[str] = field(default_factory=list)
-    interrupt: dict[str, Any] | None = None
-
-    @property
-    def text(self) -> str:
-        """The final answer's text (empty when the run has none)."""
-        for m in reversed(self.new_messages):
-            if m.is_final:
-                return m.content
-        return ""
-
-    @property
-    def reasoning(self) -> list[str]:
-        """The run's chain of thought. Keep it from end users unless they ask for it."""
-        return [m.content for m in self.new_messages if m.is_reasoning]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "completed"
-
-
-class AgentRunError(RuntimeError):
-    """A run ended without a valid answer. `result` keeps everything the run did."""
-
-    def __init__(self, message: str, result: RunResult[Any]) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-class OutputValidationError(AgentRunError):
-    """The final answer never validated against the output type."""
-
-    @property
-    def errors(self) -> list[str]:
-        return self.result.output_errors
-
-    @property
-    def last_output(self) -> str:
-        return self.result.text
-
-
-class RunLimitExceeded(AgentRunError):
-    """A limit (steps, tool calls, tokens, wall time, repeated calls) ended the run."""
-
-
-class AgentModelError(AgentRunError):
-    """The model could not be called (server down, auth, timeout)."""
-
-
-class AgentInputError(AgentRunError):
-    """The conversation cannot be sent to the model (text it cannot encode in bounded
-    time); `result` keeps the run so far."""
-
-
-class AgentCheckpointError(AgentRunError):
-    """A checkpoint could not be written, so the run stopped rather than go on unsaved.
-
-    `result` holds what the run did up to there; the checkpointer holds the run up to
-    its last saved step, from which the same `thread_id` (and no input) goes on. The
-    saver's error is the `__cause__`.
-    """
 
 
 Checkpointer = BaseCheckpointSaver | Literal["memory"] | None
@@ -152,7 +67,7 @@ class Agent(Generic[T]):
     def __init__(
         self,
         model: Model | str | None = None,
-        tools: Sequence[Tool | Toolset | Callable[..., Any]] = (),
+        tools: Sequence[Tool | Toolset | Callable[..., Any]] | ToolRegistry = (),
         *,
         instructions: str | None = None,
         reasoning: ReasoningLevel | str = "medium",
@@ -172,7 +87,18 @@ class Agent(Generic[T]):
         artifacts_dir: str | Path | None = None,
         deps: Any = None,
         enforce_output: bool = False,
+        response_format: ResponseFormat | None = None,
     ) -> None:
+        """`response_format` overrides the format described to the model (by default the
+        output type's), as a replay of a recorded format needs."""
+        # What a copy of this agent with another model and tools is built from (replay).
+        self._options: dict[str, Any] = {
+            "instructions": instructions, "reasoning": reasoning, "output_type": output_type,
+            "name": name, "identity": identity, "knowledge_cutoff": knowledge_cutoff,
+            "current_date": current_date, "limits": limits, "trace_dir": trace_dir,
+            "prices": prices, "artifacts_dir": artifacts_dir, "deps": deps,
+            "response_format": response_format,
+        }  # fmt: skip
         if model is None or isinstance(model, str):
             from harmonygraph.models import make_model
 
@@ -194,8 +120,12 @@ class Agent(Generic[T]):
         self.prices = prices
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
         self.deps = deps
-        self.registry = ToolRegistry.from_items(
-            list(tools), default_timeout=tool_timeout, max_result_chars=max_result_chars
+        self.registry = (
+            tools
+            if isinstance(tools, ToolRegistry)
+            else ToolRegistry.from_items(
+                list(tools), default_timeout=tool_timeout, max_result_chars=max_result_chars
+            )
         )
         self.registry.prepare()
         self._output = OutputSpec(output_type) if output_type is not None else None
@@ -211,7 +141,7 @@ class Agent(Generic[T]):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        self._response_format = (
+        self._response_format = response_format or (
             ResponseFormat.from_type(output_type) if output_type is not None else None
         )
         # "memory": an in-memory saver, used by the runs that need one (a thread id, a
@@ -302,24 +232,64 @@ class Agent(Generic[T]):
         assert result is not None
         return result
 
-    def run(self, input: str | Sequence[Message] | None = None, **kwargs: Any) -> RunResult[T]:
+    def run(
+        self,
+        input: str | Sequence[Message] | None = None,
+        *,
+        thread_id: str | None = None,
+        reasoning: ReasoningLevel | str | None = None,
+        message_history: Sequence[Message] = (),
+        deps: Any = None,
+        resume: Any = None,
+        trace_path: str | Path | None = None,
+    ) -> RunResult[T]:
         """`arun` for sync code."""
-        return run_sync(self.arun(input, **kwargs))
+        return run_sync(
+            self.arun(
+                input, thread_id=thread_id, reasoning=reasoning, message_history=message_history,
+                deps=deps, resume=resume, trace_path=trace_path,
+            )
+        )  # fmt: skip
 
     async def astream(
-        self, input: str | Sequence[Message] | None = None, **kwargs: Any
+        self,
+        input: str | Sequence[Message] | None = None,
+        *,
+        thread_id: str | None = None,
+        reasoning: ReasoningLevel | str | None = None,
+        message_history: Sequence[Message] = (),
+        deps: Any = None,
+        resume: Any = None,
+        trace_path: str | Path | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Typed events as the run goes: reasoning and answer deltas, tool calls, steps, the result.
 
         The last event is `RunDone(result)`; a run that fails raises after it.
         """
-        async for event in self._run_events(input, stream=True, **kwargs):
+        async for event in self._run_events(
+            input, thread_id=thread_id, reasoning=reasoning, message_history=message_history,
+            deps=deps, resume=resume, trace_path=trace_path, stream=True,
+        ):  # fmt: skip
             yield event
 
     def stream(
-        self, input: str | Sequence[Message] | None = None, **kwargs: Any
+        self,
+        input: str | Sequence[Message] | None = None,
+        *,
+        thread_id: str | None = None,
+        reasoning: ReasoningLevel | str | None = None,
+        message_history: Sequence[Message] = (),
+        deps: Any = None,
+        resume: Any = None,
+        trace_path: str | Path | None = None,
     ) -> Iterator[AgentEvent]:
-        return iterate_sync(self.astream(input, **kwargs))
+        """`astream` for sync code."""
+        return iterate_sync(
+            self.astream(
+                input, thread_id=thread_id, reasoning=reasoning, message_history=message_history,
+                deps=deps, resume=resume, trace_path=trace_path,
+            )
+        )  # fmt: skip
 
     def chat(
         self, *, reasoning: ReasoningLevel | str | None = None, trace_path: str | Path | None = None
@@ -368,15 +338,11 @@ class Agent(Generic[T]):
         return result
 
     def _with(self, *, model: Model, registry: ToolRegistry) -> Agent[T]:
-        clone: Agent[T] = object.__new__(Agent)
-        clone.__dict__.update(self.__dict__)
-        clone.model = model
-        clone.registry = registry
-        clone.checkpointer = memory_saver()
-        clone._checkpoint_on_demand = True
-        clone._graph = _compile(clone.checkpointer)
-        clone._graph_plain = build_agent_graph().compile()
-        return clone
+        """This agent's configuration with another model and tools, on a fresh memory saver."""
+        return Agent(
+            model, registry, **self._options, settings=self.settings,
+            redact=self.redactor.secrets, checkpointer="memory",
+        )  # fmt: skip
 
     async def _run_events(
         self,
@@ -434,7 +400,7 @@ class Agent(Generic[T]):
             stream_model=stream,
         )
         config: Any = {
-            "configurable": {"thread_id": thread, "hg_runtime": runtime},
+            "configurable": {"thread_id": thread},
             # Our limits end a run first: a model step, a validation, and one tools step
             # per call (an answer may hold several) each take a superstep.
             "recursion_limit": max(
@@ -453,19 +419,7 @@ class Agent(Generic[T]):
                 new.append(Message.user(input))
             elif input is not None:
                 new.extend(input)
-            graph_input = {
-                "messages": new,
-                "status": "running",
-                "steps": 0,
-                "tool_calls": 0,
-                "usage": Usage(),
-                "output_retries": 0,
-                "output_errors": [],
-                "error": None,
-                "output": None,
-                "repeat_key": None,
-                "repeat_count": 0,
-            }
+            graph_input = initial_state(new)
         needs_checkpoint = (
             thread_id is not None
             or resume is not None
@@ -494,6 +448,7 @@ class Agent(Generic[T]):
                 config,
                 stream_mode=modes,
                 durability="sync" if needs_checkpoint else None,
+                context=runtime,
             ):
                 if mode == "custom":
                     if stream:

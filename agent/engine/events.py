@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from harmonygraph.agent import RunResult
+from harmonygraph.engine.result import RunResult
 
 __all__ = [
     "AgentEvent",
@@ -69,7 +68,7 @@ class StepDone:
 
 @dataclass(frozen=True, slots=True)
 class RunDone:
-    result: RunResult
+    result: RunResult[Any]
 
 
 AgentEvent = (

@@ -6,13 +6,14 @@
                    ├─ preamble / reasoning → model (the turn goes on)
                    └─ a limit reached ────→ END
 
-The state holds only data (messages, counters, usage), so any LangGraph checkpointer
-can save and resume a run by thread id. What cannot be checkpointed (the model client,
-the tools, the trace recorder) travels in the run's config as a `LoopRuntime`.
+The state (`engine.state`) holds only data (messages, counters, usage), so any LangGraph
+checkpointer can save and resume a run by thread id. What cannot be checkpointed (the
+model client, the tools, the trace recorder) is the graph's context, a `LoopRuntime`
+(`engine.runtime`), given to each invocation.
 
 Everything a node puts in the state is storable by every checkpointer (Postgres JSONB
 included): messages clean themselves (`Message`), each node's update has its strings
-cleaned (`_storable`), tool results have NUL, lone surrogates and over-long runs of one
+cleaned (`state.storable`), tool results have NUL, lone surrogates and over-long runs of one
 character handled before they are recorded, and the repeated-call key is a hash.
 """
 
@@ -23,16 +24,12 @@ import functools
 import hashlib
 import inspect
 import json
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Any, TypeVar, cast
 
-import jsonschema
-import pydantic
-from harmonygraph.bounds import JSONDepthError, clean_text, loads_bounded
-from harmonygraph.events import (
+from harmonygraph.bounds import clean_text, loads_bounded
+from harmonygraph.engine.events import (
     CommentaryDelta,
     FinalDelta,
     ReasoningDelta,
@@ -40,195 +37,40 @@ from harmonygraph.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from harmonygraph.engine.limits import RunStatus
+from harmonygraph.engine.output import OutputInvalid
+from harmonygraph.engine.runtime import LoopRuntime
+from harmonygraph.engine.state import LoopState, storable
 from harmonygraph.harmony.encoding import TextEncodingError, shorten_runs
 from harmonygraph.harmony.messages import Message, Role
 from harmonygraph.harmony.parser import ContentDelta, HarmonyParseError
-from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
-from harmonygraph.models.base import (
-    Model,
-    ModelError,
-    ModelRequest,
-    ModelResponse,
-    ModelSettings,
-    ResponseDone,
-    Usage,
-)
-from harmonygraph.tools.base import ToolContext, ToolOutput
-from harmonygraph.tools.registry import ToolCall, ToolCallResult, ToolRegistry
-from harmonygraph.trace import TraceRecorder
-from langchain_core.runnables import RunnableConfig
-from langgraph.config import get_stream_writer
+from harmonygraph.models.base import ModelError, ModelRequest, ModelResponse, ResponseDone, Usage
+from harmonygraph.tools.base import ToolOutput
+from harmonygraph.tools.registry import ToolCall, ToolCallResult
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-__all__ = [
-    "LoopRuntime",
-    "LoopState",
-    "OutputInvalid",
-    "OutputSpec",
-    "RunLimits",
-    "build_agent_graph",
-]
+__all__ = ["build_agent_graph", "pending_call"]
 
-RunStatus = Literal[
-    "running",
-    "completed",
-    "invalid_output",
-    "max_steps",
-    "max_tool_calls",
-    "max_tokens",
-    "timeout",
-    "repeated_tool_call",
-    "model_error",
-    # The input cannot be encoded for the model (see harmony.encoding.encode_text).
-    "invalid_input",
-    # Set by the Agent, not a node: a checkpoint could not be written.
-    "checkpoint_error",
-]
+Node = TypeVar("Node", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
-class RunLimits:
-    """Bounds on a run; each ends it with its own status when reached."""
-
-    max_steps: int = 25
-    max_tool_calls: int = 40
-    max_tokens: int = 500_000
-    max_wall_s: float = 600.0
-    # The same call (recipient and arguments) this many times in a row stops the run.
-    max_repeated_calls: int = 3
-    output_retries: int = 2
-
-
-class OutputInvalid(ValueError):
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(errors))
-
-
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
-
-
-class OutputSpec:
-    """The run's output type: a pydantic model, any type pydantic can validate, or a JSON Schema."""
-
-    def __init__(self, output_type: Any) -> None:
-        self.output_type = output_type
-        self._validator: jsonschema.protocols.Validator | None = None
-        self._adapter: pydantic.TypeAdapter[Any] | None = None
-        if isinstance(output_type, dict):
-            cls = jsonschema.validators.validator_for(output_type, jsonschema.Draft202012Validator)
-            cls.check_schema(output_type)
-            self._validator = cls(output_type)
-        else:
-            self._adapter = pydantic.TypeAdapter(output_type)
-
-    def validate(self, text: str) -> Any:
-        m = _FENCE.match(text)
-        body = m.group(1) if m else text.strip()
-        try:
-            data = loads_bounded(body)
-        except JSONDepthError as exc:
-            raise OutputInvalid([f"the answer is refused: {exc}"]) from None
-        except json.JSONDecodeError as exc:
-            raise OutputInvalid(
-                [f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"]
-            ) from None
-        if self._validator is not None:
-            errors = [
-                (f"`{'.'.join(map(str, e.path))}`: " if e.path else "") + e.message
-                for e in sorted(self._validator.iter_errors(data), key=lambda e: list(e.path))
-            ]
-            if errors:
-                raise OutputInvalid(errors[:8])
-            return data
-        assert self._adapter is not None
-        try:
-            return self._adapter.validate_python(data)
-        except pydantic.ValidationError as exc:
-            raise OutputInvalid(
-                [
-                    f"`{'.'.join(map(str, e['loc'])) or '(root)'}`: {e['msg']}"
-                    for e in exc.errors(include_url=False)
-                ][:8]
-            ) from None
-
-
-def _append(left: list[Any], right: list[Any]) -> list[Any]:
-    return left + right
-
-
-class LoopState(TypedDict, total=False):
-    messages: Annotated[list[Message], _append]
-    steps: int
-    tool_calls: int
-    usage: Usage
-    step_usage: Annotated[list[dict[str, Any]], _append]
-    artifacts: Annotated[list[dict[str, Any]], _append]
-    output_retries: int
-    output_errors: list[str]
-    status: RunStatus
-    output: Any
-    error: str | None
-    repeat_key: str | None
-    repeat_count: int
-
-
-@dataclass
-class LoopRuntime:
-    """What a run needs that is not state: clients, tools, recorder, settings."""
-
-    model: Model
-    registry: ToolRegistry
-    system: SystemConfig
-    developer: DeveloperConfig
-    settings: ModelSettings
-    limits: RunLimits
-    recorder: TraceRecorder
-    ctx: ToolContext
-    output: OutputSpec | None = None
-    stream_model: bool = False
-    on_model_response: Callable[[ModelResponse], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    # The wall-time limit counts from the start of this invocation: time spent waiting
-    # for an approval, or between a crash and a resume, is not the run's.
-    started_at: float = field(default_factory=time.monotonic)
-
-
-def _storable(update: dict[str, Any]) -> dict[str, Any]:
-    """`update` with its strings (an error, the answer, a status) cleaned for storage."""
-    for key, value in update.items():
-        if isinstance(value, str):
-            update[key] = clean_text(value)
-        elif isinstance(value, list) and value and isinstance(value[0], str):
-            update[key] = [clean_text(v) if isinstance(v, str) else v for v in value]
-    return update
-
-
-def storable_node(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A node whose state update is made storable (`_storable`) before LangGraph sees it."""
+def storable_node(fn: Node) -> Node:
+    """A node whose state update is made storable (`state.storable`) before LangGraph sees it."""
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
-        async def run_async(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
-            return _storable(await fn(state, config))
+        async def run_async(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, Any]:
+            return storable(await fn(state, runtime))
 
-        return run_async
+        return cast(Node, run_async)
 
     @functools.wraps(fn)
-    def run(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
-        return _storable(fn(state, config))
+    def run(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, Any]:
+        return storable(fn(state, runtime))
 
-    return run
-
-
-def _runtime(config: RunnableConfig) -> LoopRuntime:
-    rt = config.get("configurable", {}).get("hg_runtime")
-    if not isinstance(rt, LoopRuntime):
-        raise RuntimeError(
-            "the agent graph needs a LoopRuntime in config['configurable']['hg_runtime']"
-        )
-    return rt
+    return cast(Node, run)
 
 
 def _limit_reached(state: LoopState, rt: LoopRuntime) -> tuple[RunStatus, str] | None:
@@ -246,8 +88,8 @@ def _limit_reached(state: LoopState, rt: LoopRuntime) -> tuple[RunStatus, str] |
     return None
 
 
-async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _runtime(config)
+async def model_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     limit = _limit_reached(state, rt)
     if limit:
         return {"status": limit[0], "error": limit[1]}
@@ -258,7 +100,7 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
         # asyncio.timeout, not wait_for: no extra task per step.
         async with asyncio.timeout(max(remaining, 0.001)):
             if rt.stream_model:
-                response = await _stream_model(rt, request, step)
+                response = await _stream_model(rt, request, step, runtime.stream_writer)
             else:
                 response = await rt.model.complete(request)
     except TimeoutError:
@@ -280,10 +122,8 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
         # over the bound, in the input or the model's own earlier output).
         return {"status": "invalid_input", "error": f"the prompt cannot be encoded: {exc}"}
     rt.recorder.model_call(step, request, response)
-    if rt.on_model_response:
-        rt.on_model_response(response)
     usage = (state.get("usage") or Usage()) + response.usage
-    get_stream_writer()(
+    runtime.stream_writer(
         StepDone(
             step, response.usage.input_tokens, response.usage.output_tokens, response.latency_s
         )
@@ -298,8 +138,9 @@ async def model_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
     }
 
 
-async def _stream_model(rt: LoopRuntime, request: ModelRequest, step: int) -> ModelResponse:
-    writer = get_stream_writer()
+async def _stream_model(
+    rt: LoopRuntime, request: ModelRequest, step: int, writer: Callable[[Any], None]
+) -> ModelResponse:
     response: ModelResponse | None = None
     async for event in rt.model.stream(request):
         if isinstance(event, ContentDelta) and event.recipient is None:
@@ -366,8 +207,8 @@ def pending_call(messages: list[Message]) -> Message | None:
     return calls[results] if results < len(calls) else None
 
 
-async def tools_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _runtime(config)
+async def tools_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     call_msg = pending_call(state["messages"])
     assert call_msg is not None and call_msg.recipient is not None
     step = state.get("steps", 0)
@@ -384,7 +225,7 @@ async def tools_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]
             "error": f"the model called {call_msg.recipient} with the same arguments {repeat} times in a row",
         }
     call = ToolCall(call_msg.recipient, call_msg.content, call_msg.channel, call_msg.content_type)
-    writer = get_stream_writer()
+    writer = runtime.stream_writer
     result: ToolCallResult
     if rt.registry.needs_approval(call.recipient):
         # Interrupt first: on resume the node runs again from the top, so nothing
@@ -445,8 +286,8 @@ def _tool_update(
     }
 
 
-def validate_node(state: LoopState, config: RunnableConfig) -> dict[str, Any]:
-    rt = _runtime(config)
+def validate_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, Any]:
+    rt = runtime.context
     final = state["messages"][-1]
     if final.stop is None:
         # No <|return|>/<|end|>: generation stopped at max_tokens, mid-answer. A cut
@@ -489,9 +330,9 @@ def route_after_tools(state: LoopState) -> str:
     return "tools" if pending_call(state.get("messages", [])) else "model"
 
 
-def build_agent_graph() -> StateGraph:
+def build_agent_graph() -> StateGraph[LoopState, LoopRuntime, LoopState, LoopState]:
     """The loop's graph, uncompiled: compile it with the checkpointer of your choice."""
-    graph = StateGraph(LoopState)
+    graph = StateGraph(LoopState, context_schema=LoopRuntime)
     graph.add_node("model", storable_node(model_node))
     graph.add_node("tools", storable_node(tools_node))
     graph.add_node("validate", storable_node(validate_node))

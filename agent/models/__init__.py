@@ -27,8 +27,6 @@ from harmonygraph.models.base import (
     ResponseDone,
     StreamEvent,
     Usage,
-    iterate_sync,
-    run_sync,
 )
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import openai
+from harmonygraph.concurrency import iterate_sync, run_sync
 from harmonygraph.models.base import (
     ModelRequest,
     ModelResponse,
@@ -13,8 +14,6 @@ from harmonygraph.models.base import (
     StreamEvent,
     Usage,
     effective_settings,
-    iterate_sync,
-    run_sync,
 )
 from harmonygraph.models.errors import (
     RetryPolicy,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,7 +23,6 @@ __all__ = [
     "ResponseDone",
     "StreamEvent",
     "Usage",
-    "run_sync",
 ]
 
 
@@ -151,72 +148,3 @@ class Model(Protocol):
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def aclose(self) -> None: ...
-
-
-class _Portal:
-    """One event loop in a background thread that every sync wrapper runs its coroutines on.
-
-    Async clients (httpx, openai) bind to the loop they were first used on, so sync calls
-    must all share one loop: a fresh `asyncio.run` per call would leave the second call
-    with a client whose loop is closed.
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="harmonygraph-sync", daemon=True
-                )
-                thread.start()
-                self._loop = loop
-            return self._loop
-
-    def call(self, coro: Any) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # Ctrl-C in the caller cancels the work too
-            raise
-
-
-_PORTAL = _Portal()
-
-
-def _refuse_inside_loop(what: Any) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    close = getattr(what, "close", None) or getattr(what, "aclose", None)
-    if close is not None and asyncio.iscoroutinefunction(close) is False:
-        close()
-    raise RuntimeError(
-        "called a sync method inside a running event loop; await the async variant instead"
-    )
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine from sync code; refuses clearly inside a running event loop."""
-    _refuse_inside_loop(coro)
-    return _PORTAL.call(coro)
-
-
-def iterate_sync(agen: AsyncIterator[Any]) -> Iterator[Any]:
-    """Drive an async iterator from sync code, on the same loop as `run_sync`."""
-    _refuse_inside_loop(None)
-    try:
-        while True:
-            try:
-                yield _PORTAL.call(agen.__anext__())
-            except StopAsyncIteration:
-                break
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            _PORTAL.call(aclose())

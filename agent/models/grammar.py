@@ -237,11 +237,6 @@ class JsonSchemaMatcher:
                 f"token {token} does not fit the schema: {self._matcher.get_error()}"
             )
 
-    @property
-    def accepting(self) -> bool:
-        """The JSON so far is a complete document."""
-        return bool(self._matcher.is_accepting())
-
 
 class FinalChannelWatcher:
     """Follows a completion's message headers token by token; reports a final body opening.

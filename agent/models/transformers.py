@@ -31,6 +31,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harmonygraph.concurrency import iterate_sync, run_sync
 from harmonygraph.harmony import STOP_TOKENS, StreamParser
 from harmonygraph.harmony.encoding import get_encoding
 from harmonygraph.harmony.render import RenderedPrompt
@@ -44,8 +45,6 @@ from harmonygraph.models.base import (
     StreamEvent,
     Usage,
     effective_settings,
-    iterate_sync,
-    run_sync,
 )
 from harmonygraph.models.completions import RendererCache
 from harmonygraph.models.grammar import HarmonyJsonSchemaProcessor, grammar_available

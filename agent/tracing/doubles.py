@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from harmonygraph.concurrency import iterate_sync, run_sync
 from harmonygraph.harmony import Message, Role, StreamParser, parse_completion_text
 from harmonygraph.harmony.encoding import CALL, RETURN, get_encoding
 from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
@@ -68,8 +69,6 @@ from harmonygraph.models.base import (
     ResponseDone,
     StreamEvent,
     Usage,
-    iterate_sync,
-    run_sync,
 )
 
 __all__ = [

@@ -31,8 +31,7 @@ DEMO_DATE = "2026-11-21"
 async def record(base_url: str | None, model: str | None, out: Path) -> None:
     from harmonygraph.graphs.survey import run_survey_pipeline
     from harmonygraph.models import make_model
-    from harmonygraph.testing import ScriptedModel
-    from harmonygraph.trace import RecordingModel
+    from harmonygraph.tracing import RecordingModel, ScriptedModel
 
     if base_url or model:
         inner = make_model(base_url=base_url, model=model)

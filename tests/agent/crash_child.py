@@ -25,7 +25,7 @@ def _append(path: str, line: str) -> None:
 async def main(argv: list[str]) -> None:
     backend, dsn, base_url, thread, counter, tool_delay = argv
     from harmonygraph import Agent
-    from harmonygraph.checkpoint import postgres_saver, sqlite_saver
+    from harmonygraph.engine.checkpoint import postgres_saver, sqlite_saver
     from harmonygraph.models import HarmonyCompletionsModel, ModelSettings
     from harmonygraph.tools import tool
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harmonygraph.harmony import get_encoding
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 3  # tool calls in a run

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 
 from .test_loop import final
 

@@ -17,8 +17,8 @@ import openai
 import pytest
 from harmonygraph import Agent, AgentModelError
 from harmonygraph.models import HarmonyCompletionsModel, ModelSettings
-from harmonygraph.testing import FakeOpenAIServer
 from harmonygraph.tools import tool
+from harmonygraph.tracing import FakeOpenAIServer
 
 # No `sk-`, no `Bearer`, quotes and backslashes that JSON escapes, spaces, URL specials.
 KEY = 'hunter2 "odd" \\shape/+= 9f'

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from harmonygraph.cli import app
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 from typer.testing import CliRunner
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 from harmonygraph import Agent
+from harmonygraph.engine.replay import replay_trace
 from harmonygraph.models import make_model
-from harmonygraph.replay import replay_trace
-from harmonygraph.testing import FakeOpenAIServer
 from harmonygraph.tools import tool
-from harmonygraph.trace import Trace
+from harmonygraph.tracing import FakeOpenAIServer, Trace
 from pydantic import BaseModel
 
 from .test_loop import call, final

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from harmonygraph import Agent, AgentModelError, OutputValidationError, RunLimitExceeded, RunLimits
-from harmonygraph.checkpoint import sqlite_saver
-from harmonygraph.events import (
+from harmonygraph.engine.checkpoint import sqlite_saver
+from harmonygraph.engine.events import (
     FinalDelta,
     ReasoningDelta,
     RunDone,
@@ -18,8 +18,8 @@ from harmonygraph.events import (
 )
 from harmonygraph.harmony import Message
 from harmonygraph.models.base import ModelConnectionError, ModelRequest
-from harmonygraph.testing import ScriptedModel
 from harmonygraph.tools import tool
+from harmonygraph.tracing import ScriptedModel
 from pydantic import BaseModel
 
 CALL = "<|start|>assistant<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"
@@ -290,9 +290,11 @@ def test_tools_needing_approval_interrupt_and_resume() -> None:
 
 def test_a_completion_that_is_not_harmony_ends_the_run_with_a_clear_error() -> None:
     model = ScriptedModel(
-        [call("add", '{"a": 1, "b": 2}'), "<|channel|>bogus<|message|>3<|end|>"], name="gpt-oss"
+        [call("add", '{"a": 1, "b": 2}'), "<|channel|>final garbage words<|message|>3<|end|>"],
+        name="gpt-oss",
     )
-    with pytest.raises(AgentModelError, match="not valid harmony: unknown channel 'bogus'") as info:
+    # Words in a header that are not header syntax: nothing a tolerant reader can repair.
+    with pytest.raises(AgentModelError, match="not valid harmony: unrecognised text") as info:
         Agent(model, tools=[add]).run("1+2?")
     result = info.value.result
     assert result.status == "model_error"
@@ -342,7 +344,7 @@ def test_several_calls_in_one_answer_each_get_their_result_in_order() -> None:
 
 
 def test_a_thread_that_crashed_in_a_tool_resumes_with_that_tool() -> None:
-    from harmonygraph.checkpoint import memory_saver
+    from harmonygraph.engine.checkpoint import memory_saver
 
     runs: list[int] = []
 

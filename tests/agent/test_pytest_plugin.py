@@ -9,7 +9,7 @@ pytest_plugins = ["pytester"]
 USER_TEST = '''
 import pytest
 from harmonygraph import Agent
-from harmonygraph.testing import ScriptedModel
+from harmonygraph.tracing import ScriptedModel
 from harmonygraph.tools import tool
 
 CALL = ('<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant<|channel|>commentary '

@@ -18,9 +18,8 @@ from harmonygraph.bounds import MAX_JSON_DEPTH
 from harmonygraph.harmony import get_encoding
 from harmonygraph.harmony.encoding import MAX_RUN_CHARS
 from harmonygraph.models import HarmonyCompletionsModel, ModelSettings
-from harmonygraph.testing import FakeOpenAIServer, ScriptedModel
 from harmonygraph.tools import SchemaTool, tool
-from harmonygraph.trace import Trace
+from harmonygraph.tracing import FakeOpenAIServer, ScriptedModel, Trace
 from pydantic import BaseModel
 
 CALL = "<|start|>assistant<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{args}<|call|>"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from harmonygraph.cli import app
 from harmonygraph.task import TaskError, load_task
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 from typer.testing import CliRunner
 
 from .test_loop import call, final

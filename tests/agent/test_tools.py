@@ -189,7 +189,7 @@ def test_a_sync_tool_that_never_returns_is_abandoned_and_the_process_still_exits
         """
         import threading
         from harmonygraph import Agent
-        from harmonygraph.testing import ScriptedModel
+        from harmonygraph.tracing import ScriptedModel
         from harmonygraph.tools import tool
 
         @tool(timeout=0.2)

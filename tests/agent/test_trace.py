@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 from harmonygraph import Agent, RunLimits
-from harmonygraph.replay import replay_trace, turn_inputs
-from harmonygraph.testing import ScriptedModel
+from harmonygraph.engine.replay import replay_trace, turn_inputs
 from harmonygraph.tools import tool
-from harmonygraph.trace import SCHEMA_VERSION, Redactor, ReplayDivergence, Trace, TraceError
+from harmonygraph.tracing import (
+    SCHEMA_VERSION,
+    Redactor,
+    ReplayDivergence,
+    ScriptedModel,
+    Trace,
+    TraceError,
+)
 
 from .test_loop import call, final
 

@@ -16,7 +16,6 @@ from harmonygraph import Agent
 from harmonygraph.harmony.encoding import get_encoding
 from harmonygraph.harmony.prompt import flatten_namespace
 from harmonygraph.models import make_model
-from harmonygraph.testing import FakeOpenAIServer, ScriptedModel
 from harmonygraph.tools import ToolContext
 from harmonygraph.tools.mcp import (
     MCPConnectionError,
@@ -24,6 +23,7 @@ from harmonygraph.tools.mcp import (
     MCPToolset,
 )
 from harmonygraph.tools.registry import ToolCall, ToolRegistry
+from harmonygraph.tracing import FakeOpenAIServer, ScriptedModel
 
 from .conftest import DEMO, HERE, alive, free_port, stop, wait_gone, wait_port
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from harmonygraph import Agent
-from harmonygraph.testing import ScriptedModel
 from harmonygraph.tools import ToolContext
 from harmonygraph.tools.mcp import MCPToolset
 from harmonygraph.tools.registry import ToolCall, ToolRegistry
+from harmonygraph.tracing import ScriptedModel
 
 from .conftest import wait_gone
 from .test_client import call, final

@@ -13,7 +13,7 @@ if "TIKTOKEN_ENCODINGS_BASE" not in os.environ and _VOCAB.is_dir():
     # Offline: openai-harmony would otherwise try to download o200k_base.
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(_VOCAB)
 
-from harmonygraph.testing import FakeOpenAIServer  # noqa: E402
+from harmonygraph.tracing import FakeOpenAIServer  # noqa: E402
 
 
 @pytest.fixture

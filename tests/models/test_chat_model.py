@@ -18,7 +18,7 @@ from harmonygraph.harmony import (
 from harmonygraph.harmony.prompt import builtin_namespaces
 from harmonygraph.models import ChatCompletionsModel, ModelError, ResponseDone, to_chat_messages
 from harmonygraph.models.chat import from_chat_message
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 
 from .helpers import CALL, DEVELOPER, FINAL, SYSTEM, TOOL_RESULT, make_request
 

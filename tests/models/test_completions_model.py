@@ -10,7 +10,7 @@ from typing import cast
 import pytest
 from harmonygraph.harmony import ContentDelta, HeaderDone, MessageDone, Role
 from harmonygraph.models import HarmonyCompletionsModel, ModelSettings, ResponseDone, StreamEvent
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 
 from .helpers import CALL, DEVELOPER, FINAL, SYSTEM, TOOL_RESULT, make_request
 

@@ -22,7 +22,7 @@ from harmonygraph.models import (
     make_model,
 )
 from harmonygraph.models.errors import is_retryable
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 
 from .helpers import FAST_RETRY, FINAL, make_request
 

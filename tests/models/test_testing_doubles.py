@@ -7,7 +7,7 @@ import openai
 import pytest
 from harmonygraph.harmony import ContentDelta, MessageDone
 from harmonygraph.models import Model, ModelRequest, ResponseDone
-from harmonygraph.testing import FakeOpenAIServer, ScriptedModel, ScriptExhaustedError
+from harmonygraph.tracing import FakeOpenAIServer, ScriptedModel, ScriptExhaustedError
 
 from .helpers import CALL, FINAL, TOOL_RESULT, make_request
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from harmonygraph.cli import app
 from harmonygraph.graphs.survey import DEMO_DATA
-from harmonygraph.trace import Trace
+from harmonygraph.tracing import Trace
 from pypdf import PdfReader
 from typer.testing import CliRunner
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from harmonygraph.graphs.report import ReportEvent, SectionDone, StageDone
 from harmonygraph.graphs.survey import PipelineError, run_survey_pipeline
-from harmonygraph.testing import ScriptedModel
+from harmonygraph.tracing import ScriptedModel
 from pypdf import PdfReader
 
 from .scripts import SurveyScript

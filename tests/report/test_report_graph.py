@@ -8,8 +8,8 @@ from pathlib import Path
 from harmonygraph.graphs.deliver import FolderDestination
 from harmonygraph.graphs.report import ReportEvent, ReportRuntime, SectionDone, generate_report
 from harmonygraph.harmony.messages import Role
-from harmonygraph.testing import ScriptedModel
 from harmonygraph.tools.browser import BrowserToolset, FolderDocumentSearch, LocalBackend
+from harmonygraph.tracing import ScriptedModel
 from pypdf import PdfReader
 
 from .scripts import analysis, final

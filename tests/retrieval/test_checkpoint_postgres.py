@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from harmonygraph import Agent
-from harmonygraph.checkpoint import postgres_saver
-from harmonygraph.testing import ScriptedModel
-from harmonygraph.trace import Trace
+from harmonygraph.engine.checkpoint import postgres_saver
+from harmonygraph.tracing import ScriptedModel, Trace
 
 pytestmark = pytest.mark.postgres
 
@@ -86,7 +85,7 @@ async def test_a_checkpoint_postgres_refuses_stops_the_run_loudly_and_keeps_it(
     thread resumes once the database takes writes again, and no finished call runs twice."""
     import psycopg
     from harmonygraph import AgentCheckpointError
-    from harmonygraph.checkpoint import CheckpointWriteError
+    from harmonygraph.engine.checkpoint import CheckpointWriteError
     from harmonygraph.tools import tool
 
     thread = f"t-{uuid.uuid4().hex[:8]}"

@@ -84,8 +84,8 @@ async def test_async_acquire_and_release(docker_sandbox: DockerSandbox) -> None:
 def test_an_agent_warms_its_python_pool_when_built(docker_sandbox: DockerSandbox) -> None:
     """Its first run takes a kernel started in the background, and closing stops the pool."""
     from harmonygraph import Agent
-    from harmonygraph.testing import ScriptedModel
     from harmonygraph.tools.python import PythonToolset
+    from harmonygraph.tracing import ScriptedModel
 
     python = PythonToolset(sandbox=DockerSandbox(sandbox_config(pool_size=1)))
     model = ScriptedModel(
@@ -113,8 +113,8 @@ def test_an_agent_with_python_closes_promptly_and_quietly(
     import time
 
     from harmonygraph import Agent
-    from harmonygraph.testing import ScriptedModel
     from harmonygraph.tools.python import PythonToolset
+    from harmonygraph.tracing import ScriptedModel
 
     cfg = sandbox_config(pool_size=1, preload=["numpy", "pandas", "matplotlib.pyplot"])
     python = PythonToolset(sandbox=DockerSandbox(cfg))

@@ -22,7 +22,7 @@ from harmonygraph.models.constrained import (
     cut_at_final_open,
     structured_output_body,
 )
-from harmonygraph.testing import FakeOpenAIServer
+from harmonygraph.tracing import FakeOpenAIServer
 
 SCHEMA = {
     "type": "object",

@@ -38,7 +38,8 @@ from harmonygraph.tools.browser.fetch import (
 )
 from harmonygraph.tools.browser.history import BrowserHistory, CursorError
 from harmonygraph.tools.browser.page import Link, PageContents, render_view
-from harmonygraph.tools.browser.toolset import BrowserToolset, page_from_fetch
+from harmonygraph.tools.browser.reading import page_from_fetch
+from harmonygraph.tools.browser.toolset import BrowserToolset
 
 __all__ = [
     "BinaryContentError",

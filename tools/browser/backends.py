@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+from harmonygraph.concurrency import run_in_thread
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 __all__ = [
@@ -144,7 +145,7 @@ class DDGSBackend:
                 # ddgs is synchronous; a thread keeps the event loop free, and the outer
                 # timeout bounds the call even if ddgs tries several engines in turn.
                 async with asyncio.timeout(self.timeout_s * 2):
-                    return await asyncio.to_thread(self._search_sync, query, topn)
+                    return await run_in_thread(self._search_sync, query, topn)
             except TimeoutError:
                 raise SearchError(
                     f"search backend {self.label} did not answer in {self.timeout_s * 2:g} s; "
@@ -335,7 +336,7 @@ class FolderDocumentSearch:
         self._loaded = True
 
     async def search(self, query: str, k: int) -> list[DocumentHit]:
-        await asyncio.to_thread(self._load)
+        await run_in_thread(self._load)
         q = [w.lower() for w in _WORD.findall(query)]
         n = len(self._chunks)
         if not n or not q:
@@ -368,7 +369,7 @@ class FolderDocumentSearch:
         return hits
 
     async def get(self, url: str) -> StoredDocument | None:
-        await asyncio.to_thread(self._load)
+        await run_in_thread(self._load)
         if urlsplit(url).scheme == "file":
             doc_url = self._doc_url_for_file(url)
             if doc_url is None:

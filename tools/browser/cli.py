@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
+from harmonygraph.concurrency import run_sync
 
 if TYPE_CHECKING:
     from harmonygraph.tools.base import ToolOutput
@@ -82,7 +82,7 @@ def _run(
             await toolset.aclose()
         return outputs
 
-    outputs = asyncio.run(go())
+    outputs = run_sync(go())
     last = outputs[-1]
     if as_json:
         typer.echo(

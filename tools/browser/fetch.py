@@ -257,10 +257,6 @@ class SafeFetcher:
                 "the server is too slow, try another source"
             ) from None
 
-    def fetch_sync(self, url: str) -> FetchResult:
-        """`fetch` for synchronous callers (scripts, ingestion jobs); not inside a running loop."""
-        return asyncio.run(self.fetch(url))
-
     async def _fetch(self, url: str) -> FetchResult:
         p = self.policy
         timeout = httpx.Timeout(p.read_timeout_s, connect=p.connect_timeout_s)

@@ -17,7 +17,6 @@ request is two messages, a JSON header and the body bytes; a reply is one JSON m
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import json
 import math
@@ -29,6 +28,7 @@ import threading
 import time
 from typing import Any
 
+from harmonygraph.concurrency import run_in_thread
 from harmonygraph.tools.browser.extract import ExtractionError
 from harmonygraph.tools.browser.fetch import FetchResult
 from harmonygraph.tools.browser.page import Link, PageContents
@@ -196,7 +196,7 @@ class ExtractionWorkers:
             deadline = time.monotonic() + timeout_s
             done = False
             try:
-                reply = await asyncio.to_thread(worker.exchange, header, body, deadline)
+                reply = await run_in_thread(worker.exchange, header, body, deadline)
                 done = True
             except TimeoutError:
                 raise ExtractionTimeoutError(
@@ -224,7 +224,7 @@ class ExtractionWorkers:
     async def page_from_fetch(
         self, result: FetchResult, *, max_page_chars: int, wrap_width: int, timeout_s: float
     ) -> PageContents:
-        """`toolset.page_from_fetch` in a worker: the page, or an `ExtractionError`."""
+        """`reading.page_from_fetch` in a worker: the page, or an `ExtractionError`."""
         header = {
             "kind": "fetch",
             "url": result.url,
@@ -327,7 +327,7 @@ def _read_message(stream: Any) -> bytes | None:
 def _serve_one(header: dict[str, Any], body: bytes) -> dict[str, Any]:
     from harmonygraph.tools.browser.config import BrowserConfig
     from harmonygraph.tools.browser.extract import extract_html
-    from harmonygraph.tools.browser.toolset import page_from_fetch
+    from harmonygraph.tools.browser.reading import page_from_fetch
 
     if header["kind"] == "html":
         page = extract_html(body.decode("utf-8", "surrogatepass"), header["url"])
@@ -376,7 +376,7 @@ def main() -> None:
     sys.stdout = sys.stderr  # a library's stray print must not corrupt the replies
     _limit_self(memory_mb)
     # Load the parsers now, while the parent is still downloading the first page.
-    import harmonygraph.tools.browser.toolset  # noqa: F401
+    import harmonygraph.tools.browser.extract  # noqa: F401
     import readability  # noqa: F401
 
     try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Annotated
 
 import typer
+from harmonygraph.concurrency import run_sync
 
 __all__ = ["app"]
 
@@ -62,10 +62,10 @@ def serve(
         raise _fail(str(exc)) from None
     if transport == "stdio":
         # stdout is the protocol's: anything else printed there would break it.
-        asyncio.run(server.serve_stdio())
+        run_sync(server.serve_stdio())
     else:
         typer.echo(f"serving {', '.join(server.tools)} at http://{host}:{port}{path}", err=True)
-        asyncio.run(server.serve_http(host, port, path))
+        run_sync(server.serve_http(host, port, path))
 
 
 @app.command("tools")

@@ -2,6 +2,7 @@
 
 ```python
 from harmonygraph import Agent
+from harmonygraph.concurrency import run_in_thread
 from harmonygraph.tools.mcp import MCPToolset
 
 git = MCPToolset(command=["mcp-server-git", "--repository", "."], needs_approval=["git_commit"])
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from harmonygraph.concurrency import run_in_thread
 from harmonygraph.harmony.schema import flatten_schema
 from harmonygraph.tools.base import (
     SchemaTool,
@@ -550,7 +552,7 @@ class MCPToolset(Toolset):
     @classmethod
     async def create(cls, *args: Any, **kwargs: Any) -> MCPToolset:
         """Build one from async code without blocking the event loop while it connects."""
-        return await asyncio.to_thread(lambda: cls(*args, **kwargs))
+        return await run_in_thread(lambda: cls(*args, **kwargs))
 
     def _build(
         self,
@@ -668,7 +670,7 @@ class MCPToolset(Toolset):
 
     async def aclose(self) -> None:
         """Stop the server (stdio) or end the session (HTTP); a later call reconnects."""
-        await asyncio.to_thread(self._connection.close_sync)
+        await run_in_thread(self._connection.close_sync)
 
     def close_sync(self) -> None:
         self._connection.close_sync()

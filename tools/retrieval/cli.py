@@ -6,13 +6,13 @@ pgserver and torch happen inside the commands so that `--help` stays fast.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from harmonygraph.concurrency import run_sync
 
 __all__ = ["db_app", "index_app"]
 
@@ -47,7 +47,7 @@ def db_start(as_json: JsonOpt = False) -> None:
             async with RetrievalStore(url):
                 pass
 
-        asyncio.run(schema())
+        run_sync(schema())
     except RetrievalError as exc:
         _fail(str(exc), as_json)
     status = embedded_status()
@@ -195,7 +195,7 @@ def index_add(
             return done
 
     try:
-        results = asyncio.run(run())
+        results = run_sync(run())
     except (RetrievalError, ValueError) as exc:
         _fail(str(exc), as_json)
     counts: dict[str, int] = {}
@@ -272,7 +272,7 @@ def index_search(
             )
 
     try:
-        hits = asyncio.run(run())
+        hits = run_sync(run())
     except (RetrievalError, ValueError) as exc:
         _fail(str(exc), as_json)
     if as_json:
@@ -291,7 +291,7 @@ def index_collections(as_json: JsonOpt = False) -> None:
             return await store.list_collections()
 
     try:
-        colls = asyncio.run(run())
+        colls = run_sync(run())
     except RetrievalError as exc:
         _fail(str(exc), as_json)
     if as_json:

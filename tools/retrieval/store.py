@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
+from harmonygraph.concurrency import run_in_thread
 from harmonygraph.tools.retrieval.chunking import Chunk, fit_to_window, iter_chunks, segments
 from harmonygraph.tools.retrieval.db import database_url
 from harmonygraph.tools.retrieval.embeddings import (
@@ -346,7 +347,7 @@ class RetrievalStore:
 
         if self._pool is not None:
             return self
-        self._url = await asyncio.to_thread(database_url, self._url)
+        self._url = await run_in_thread(database_url, self._url)
         try:
             async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
                 await migrate(conn)
@@ -537,7 +538,7 @@ class RetrievalStore:
                 )  # fmt: skip
             finally:
                 await self.rebuild_index(collection)
-        files, skipped = await asyncio.to_thread(_expand_paths, list(paths), follow_links)
+        files, skipped = await run_in_thread(_expand_paths, list(paths), follow_links)
         results: dict[int, IngestResult] = {}
         total = len(files)
         done = 0
@@ -573,8 +574,8 @@ class RetrievalStore:
                 if inspect.isawaitable(out):
                     await out
             try:
-                if await asyncio.to_thread(self._streams, f, follow):
-                    stream = await asyncio.to_thread(
+                if await run_in_thread(self._streams, f, follow):
+                    stream = await run_in_thread(
                         open_text_stream, f, max_bytes=self.max_bytes, metadata=metadata,
                         follow_links=follow,
                     )  # fmt: skip
@@ -583,7 +584,7 @@ class RetrievalStore:
                     )
                     done += 1
                     continue
-                doc = await asyncio.to_thread(
+                doc = await run_in_thread(
                     load_path, f, max_bytes=self.max_bytes, metadata=metadata,
                     follow_links=follow,
                 )  # fmt: skip
@@ -688,7 +689,7 @@ class RetrievalStore:
                     doc_id = (await cur.fetchone())[0]
                     gone = (0, 0)
                 n = 0
-                while batch := await asyncio.to_thread(next_batch, n):
+                while batch := await run_in_thread(next_batch, n):
                     pending = _Pending(doc, batch)
                     await self._embed([(0, pending)], emb, coll, state, report)
                     await self._write_chunks(conn, coll, [(doc_id, pending)], state, report)
@@ -740,7 +741,7 @@ class RetrievalStore:
         # (Looked up on the class: reading the property loads the model, off the loop.)
         if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
             windowed: Any = emb
-            return await asyncio.to_thread(lambda: int(windowed.max_input_tokens))
+            return await run_in_thread(lambda: int(windowed.max_input_tokens))
         return None
 
     async def add_text(
@@ -788,7 +789,7 @@ class RetrievalStore:
         # (Looked up on the class: reading the property loads the model, off the loop.)
         if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
             windowed: Any = emb
-            window = await asyncio.to_thread(lambda: int(windowed.max_input_tokens))
+            window = await run_in_thread(lambda: int(windowed.max_input_tokens))
         existing = await self._existing(coll, [d.source for d in documents])
         last = {doc.source: i for i, doc in enumerate(documents)}
         todo: list[tuple[int, _Pending]] = []
@@ -883,7 +884,7 @@ class RetrievalStore:
         if texts and getattr(emb, "loaded", True) is False and hasattr(emb, "load"):
             if report is not None:
                 await report(source, "loading the model")
-            await asyncio.to_thread(emb.load)
+            await run_in_thread(emb.load)
         for start in range(0, len(texts), self.embed_batch):
             part = texts[start : start + self.embed_batch]
             if report is not None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import numpy as np
+from harmonygraph.concurrency import run_sync
 from harmonygraph.tools.retrieval.embeddings import Embedder
 from harmonygraph.tools.retrieval.loaders import LoadedDocument
 from harmonygraph.tools.retrieval.store import (
@@ -27,21 +27,22 @@ T = TypeVar("T")
 
 
 class SyncRetrievalStore:
-    """Same methods as `RetrievalStore`, blocking. It owns a private event loop, so do
-    not use it from inside a running loop (use the async store there)."""
+    """Same methods as `RetrievalStore`, blocking, through the package's one sync bridge
+    (`harmonygraph.concurrency.run_sync`): not for use inside a running event loop (use the
+    async store there)."""
 
     def __init__(self, url: str | None = None, *, embedder: Embedder | None = None, **options: Any):
-        self._loop = asyncio.new_event_loop()
         self.store = RetrievalStore(url, embedder=embedder, **options)
+        self._closed = False
         self._run(self.store.open())
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run_until_complete(coro)
+        return run_sync(coro)
 
     def close(self) -> None:
-        if not self._loop.is_closed():
+        if not self._closed:
+            self._closed = True
             self._run(self.store.close())
-            self._loop.close()
 
     def __enter__(self) -> Self:
         return self
