@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from harmonygraph.harmony.messages import Message
 from harmonygraph.harmony.parser import ParseEvent
 from harmonygraph.harmony.prompt import DeveloperConfig, ReasoningLevel, SystemConfig
+from harmonygraph.harmony.repairs import Repair
 
 __all__ = [
     "Model",
@@ -91,24 +92,31 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    # Some count was not the server's: it reported 0 (or nothing) and the client counted
+    # the rendered prompt or the completion itself (a close estimate, not the bill).
+    estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_tokens + other.cached_tokens,
+            self.estimated or other.estimated,
         )
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def to_dict(self) -> dict[str, int]:
-        return {
+    def to_dict(self) -> dict[str, int | bool]:
+        out: dict[str, int | bool] = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
         }
+        if self.estimated:
+            out["estimated"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,13 @@ class ModelResponse:
     # The rendered prompt's identity, for traces: its sha256 and length in tokens.
     prompt_sha256: str = ""
     prompt_tokens: int = 0
+    # What the tolerant harmony reader recovered in this completion (empty when it was
+    # well-formed, or when the server parsed it: chat, responses).
+    repairs: tuple[Repair, ...] = ()
+    # The final answer's body was generated under the response format's grammar, and the
+    # server is known to enforce the field it was sent in. False whenever that is not
+    # certain; the engine validates the answer either way.
+    constrained: bool = False
 
 
 @dataclass(frozen=True, slots=True)

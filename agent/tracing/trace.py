@@ -187,6 +187,8 @@ class TraceRecorder:
                 "finish_reason": response.finish_reason,
                 "model": response.model,
                 "latency_s": round(response.latency_s, 6),
+                "repairs": [r.to_dict() for r in response.repairs],
+                "constrained": response.constrained,
             }
         )
 
@@ -318,6 +320,7 @@ _SHAPES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "prompt_sha256": (_STR, False), "prompt_tokens": (_INT, False), "raw": (_STR, False),
         "usage": ((dict,), False), "finish_reason": (_STR + _NONE, False),
         "model": (_STR + _NONE, False), "latency_s": (_NUM, False),
+        "repairs": ((list,), False), "constrained": (_BOOL, False),
     },
     "tool_call": {
         "step": (_INT, False), "recipient": (_STR, True), "requested": (_STR, True),
