@@ -22,6 +22,18 @@ and `serving_completion.py`):
 - `temperature` 1.0 and `top_p` 1.0, gpt-oss's recommended sampling, unless configured;
 - `stream_options.include_usage` when streaming, or vLLM sends no usage at all.
 
+Two-phase constrained output (`enforce_output_schema`, see `constrained.py`) is only
+reported `constrained=True` when the server is known to enforce the schema field it was
+sent: vLLM takes `structured_outputs` from 0.10.2 and `guided_json` before 0.12, and a
+field it does not know is only logged, so the version is read from `GET /version` once.
+`structured_output_style="auto"` (the default) picks the field from that version; an
+unknown server gets `structured_outputs` and `constrained=False`, and the engine's
+validation (with its retries) is what holds the answer to the schema.
+
+The registered tool names (the developer's namespaces and the built-ins) go to the
+parser, so a recipient glued to its content type (`to=functions.shelljson`) resolves to
+the tool; every repair the tolerant reader made is on `ModelResponse.repairs`.
+
 `stop_reason` is only a hint: vLLM reports the stop token id for `<|call|>` (a
 `stop_token_ids` hit) but `null` for `<|return|>`, which is gpt-oss's EOS token and is
 checked before the stop list. A text-only answer that ended on "stop" without a marker
@@ -33,7 +45,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import openai
 from harmonygraph.harmony import (
@@ -47,6 +59,12 @@ from harmonygraph.harmony.encoding import CALL, RETURN, get_encoding
 from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
 from harmonygraph.harmony.render import RenderedPrompt
 from harmonygraph.models._openai import OpenAICompatibleModel, usage_from
+from harmonygraph.models._server import (
+    ServerInfo,
+    probe_server,
+    registered_tool_names,
+    vllm_structured_fields,
+)
 from harmonygraph.models.base import (
     ModelError,
     ModelRequest,
@@ -126,7 +144,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         return_token_ids: bool = True,
         renderer_cache_size: int = 8,
         enforce_output_schema: bool = False,
-        structured_output_style: StructuredOutputStyle = "structured_outputs",
+        structured_output_style: StructuredOutputStyle | Literal["auto"] = "auto",
     ) -> None:
         super().__init__(
             model,
@@ -143,9 +161,35 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         # second request continues the first's tokens with vLLM's structured outputs
         # (`structured_outputs` since vLLM 0.10.2, `guided_json` before).
         self.enforce_output_schema = enforce_output_schema
-        self.structured_output_style: StructuredOutputStyle = structured_output_style
+        if structured_output_style not in ("auto", "structured_outputs", "guided_json"):
+            raise ValueError(
+                "structured_output_style must be 'auto', 'structured_outputs' or "
+                f"'guided_json', not {structured_output_style!r}"
+            )
+        self.structured_output_style = structured_output_style
+        self.server_info: ServerInfo | None = None  # probed on the first constrained call
 
     supports_constrained_output = True
+
+    def tool_names(self, request: ModelRequest) -> list[str]:
+        """The recipients the request registers, for the parser."""
+        return registered_tool_names(request.system, request.developer)
+
+    async def structured_output_plan(self) -> tuple[StructuredOutputStyle, bool]:
+        """The schema field to send, and whether the server certainly enforces it."""
+        if self.server_info is None:
+            self.server_info = await probe_server(self.client)
+        accepted = (
+            vllm_structured_fields(self.server_info.version)
+            if self.server_info.kind == "vllm"
+            else frozenset()
+        )
+        style = self.structured_output_style
+        if style == "auto":
+            if "structured_outputs" in accepted or not accepted:
+                return "structured_outputs", bool(accepted)
+            return "guided_json", True
+        return style, style in accepted
 
     # -- request -------------------------------------------------------------------
     def render(self, request: ModelRequest) -> RenderedPrompt:
@@ -187,6 +231,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         prompt = self.render(request)
         fmt = request.developer.response_format
         assert fmt is not None
+        style, certain = await self.structured_output_plan()
         two = await self.call(
             settings,
             lambda: complete_with_final_schema(
@@ -195,11 +240,11 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
                 prompt.tokens,
                 fmt.schema,
                 settings=settings,
-                style=self.structured_output_style,
+                style=style,
                 return_token_ids=self.return_token_ids,
             ),
         )
-        result = parse_completion_text(two.text)
+        result = parse_completion_text(two.text, tools=self.tool_names(request))
         response = self._response(
             result,
             two.usage,
@@ -208,6 +253,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
             finish_reason=two.finish_reason,
             latency=two.latency_s,
             prompt=prompt,
+            constrained=two.constrained and certain,
         )
         return response, result
 
@@ -233,7 +279,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         choice = completion.choices[0]
         extra = choice.model_extra or {}
         token_ids = extra.get("token_ids")
-        parser = StreamParser()
+        parser = StreamParser(tools=self.tool_names(request))
         text = choice.text or ""
         if token_ids:
             parser.feed_tokens(token_ids)
@@ -258,7 +304,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         if self._constrains(request):
             # The two requests are not streamed; their completion is replayed as events.
             response, _ = await self._complete_constrained(request)
-            replay = StreamParser()
+            replay = StreamParser(tools=self.tool_names(request))
             for event in replay.feed_text(response.raw):
                 yield event
             events, _ = replay.finish_events()
@@ -271,7 +317,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         body = self.request_body(request, prompt.tokens, stream=True)
         started = time.perf_counter()
         chunks = await self.call(settings, lambda: self.client.completions.create(**body))
-        parser = StreamParser()
+        parser = StreamParser(tools=self.tool_names(request))
         texts: list[str] = []
         token_ids: list[int] | None = None
         finish_reason: str | None = None
@@ -338,10 +384,13 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         finish_reason: str | None,
         latency: float,
         prompt: RenderedPrompt,
+        constrained: bool = False,
     ) -> ModelResponse:
         if usage.input_tokens == 0:
-            # A server that sent no usage: we know the prompt's length exactly.
-            usage = Usage(prompt.length, len(token_ids or ()), usage.cached_tokens)
+            # A server that sent no usage: we know the prompt's length exactly; the
+            # completion's is counted from its ids, or its text re-encoded (an estimate).
+            output = len(token_ids) if token_ids else _count_tokens(raw)
+            usage = Usage(prompt.length, output, usage.cached_tokens, estimated=not token_ids)
         return ModelResponse(
             messages=tuple(result.messages),
             usage=usage,
@@ -352,7 +401,13 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
             latency_s=latency,
             prompt_sha256=prompt.sha256,
             prompt_tokens=prompt.length,
+            repairs=tuple(result.repairs),
+            constrained=constrained,
         )
+
+
+def _count_tokens(text: str) -> int:
+    return len(get_encoding().encode(text, allowed_special="all")) if text else 0
 
 
 def _complete_text(text: str, finish_reason: str | None, stop_reason: Any) -> str:
