@@ -200,3 +200,51 @@ async def test_unchanged_readd_loads_no_model_and_progress_has_phases(
     warning = [r.getMessage() for r in caplog.records if "HARMONYGRAPH_EMBEDDER" in r.getMessage()]
     assert len(warning) == 1 and "'minilm'" in warning[0] and collection_name in warning[0]
     assert "\n" not in warning[0]
+
+
+def test_resident_service_answers_the_in_process_vectors(
+    onnx_embedder: Any, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import tempfile
+
+    from harmonygraph.tools.retrieval.embed_service import (
+        embed_via_service,
+        service_status,
+        start_service,
+        stop_service,
+    )
+    from harmonygraph.tools.retrieval.onnx_embedder import OnnxMiniLMEmbedder
+
+    texts = real_texts(8)
+    expected = onnx_embedder.embed_sync(texts)  # also fills cache_dir with the graph
+    home = Path(tempfile.mkdtemp(prefix="hge-"))  # short: Unix socket paths are limited
+    try:
+        shutil.copytree(cache_dir, home / "models")  # the service need not rebuild it
+        monkeypatch.setenv("HARMONYGRAPH_HOME", str(home))
+        monkeypatch.delenv("HARMONYGRAPH_EMBED_SERVICE", raising=False)
+        status = start_service()
+        try:
+            assert status["running"] and Path(status["socket"]).exists()
+            graph = OnnxMiniLMEmbedder().graph_path().name
+            served = embed_via_service(graph, texts)
+            assert served is not None
+            np.testing.assert_allclose(served, expected, atol=1e-6)
+            client = OnnxMiniLMEmbedder()
+            np.testing.assert_allclose(client.embed_sync(texts), expected, atol=1e-6)
+            assert not client.loaded, "the client loaded the model though the service runs"
+            # A service for other model files is not used; a second start reuses this one.
+            assert embed_via_service("other-model.onnx", texts) is None
+            assert start_service()["pid"] == status["pid"]
+            monkeypatch.setenv("HARMONYGRAPH_EMBED_SERVICE", "0")
+            assert embed_via_service(graph, texts) is None
+        finally:
+            assert stop_service()
+        assert not service_status()["running"]
+        assert not stop_service()
+        monkeypatch.delenv("HARMONYGRAPH_EMBED_SERVICE")
+        alone = OnnxMiniLMEmbedder()
+        np.testing.assert_allclose(alone.embed_sync(texts[:2]), expected[:2], atol=1e-5)
+        assert alone.loaded  # no service: it loaded the model itself
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
