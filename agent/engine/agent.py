@@ -40,9 +40,10 @@ from harmonygraph.harmony.prompt import (
 from harmonygraph.models.base import Model, ModelSettings, Usage
 from harmonygraph.tools.base import Tool, ToolContext, Toolset
 from harmonygraph.tools.registry import ToolRegistry
+from harmonygraph.tracing import otel
 from harmonygraph.tracing.redaction import Redactor, model_secrets
 from harmonygraph.tracing.replay import ReplayModel, ReplayToolRegistry, check_replay_end
-from harmonygraph.tracing.trace import Trace, TraceRecorder
+from harmonygraph.tracing.trace import Trace, TraceRecorder, developer_dict, system_dict
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, StreamMode
 
@@ -323,10 +324,12 @@ class Agent(Generic[T]):
         if input is None:
             first = tr.model_calls[0] if tr.model_calls else None
             input = [Message.from_dict(d) for d in (first or {}).get("new_messages", [])]
-        # The recorded date, so that a replay on another day renders the same prompt.
-        clone.current_date = tr.header.get("current_date") or clone.current_date
+        # The recorded date, so that a replay on another day renders the same prompt,
+        # unless this agent names its own date. Everything else is this agent's own
+        # (reasoning effort included): a strict replay checks what this agent would send.
+        clone.current_date = self.current_date or tr.header.get("current_date")
         try:
-            result = await clone.arun(input, reasoning=tr.header.get("reasoning"))
+            result = await clone.arun(input)
         except AgentRunError as exc:
             if strict:
                 check_replay_end(
@@ -378,8 +381,8 @@ class Agent(Generic[T]):
             tools=self.registry.recipients(),
             extra={
                 "agent": self.name,
-                "system": _system_dict(system),
-                "developer": _developer_dict(developer),
+                "system": system_dict(system),
+                "developer": developer_dict(developer),
             },
         )
         ctx = ToolContext(
@@ -387,6 +390,11 @@ class Agent(Generic[T]):
             artifacts_dir=self.artifacts_dir or Path(".harmonygraph") / "artifacts" / run_id,
             deps=deps if deps is not None else self.deps,
         )
+        # OpenTelemetry spans (None, and nothing of opentelemetry imported, when not configured).
+        spans = otel.run_spans(
+            agent=self.name, model=self.model.name, run_id=run_id, thread_id=thread,
+            redactor=self.redactor, instructions=self.instructions,
+        )  # fmt: skip
         runtime = LoopRuntime(
             model=self.model,
             registry=self.registry,
@@ -398,6 +406,7 @@ class Agent(Generic[T]):
             ctx=ctx,
             output=self._output,
             stream_model=stream,
+            spans=spans,
         )
         config: Any = {
             "configurable": {"thread_id": thread},
@@ -459,6 +468,10 @@ class Agent(Generic[T]):
                     pending = chunk["__interrupt__"][0].value
         except CheckpointWriteError as exc:
             not_saved = exc
+        except BaseException as exc:
+            if spans is not None:
+                spans.fail(exc)
+            raise
         finally:
             await self.registry.close(ctx)
             if isinstance(graph.checkpointer, CheckedSaver):
@@ -475,6 +488,8 @@ class Agent(Generic[T]):
             cost_usd=result.cost_usd,
         )
         result.trace = Trace(list(recorder.records), path)
+        if spans is not None:
+            spans.end(result.status, result.usage, result.steps, result.error)
         if stream:
             yield RunDone(result)
         if not_saved is not None:
@@ -556,27 +571,6 @@ def _compile(checkpointer: BaseCheckpointSaver | None) -> Any:
     """The loop's graph on `checkpointer`, wrapped so that a failed write is raised."""
     saver = CheckedSaver(checkpointer) if checkpointer is not None else None
     return build_agent_graph().compile(checkpointer=saver)
-
-
-def _system_dict(s: SystemConfig) -> dict[str, Any]:
-    return {
-        "identity": s.identity,
-        "knowledge_cutoff": s.knowledge_cutoff,
-        "current_date": s.current_date,
-        "reasoning": s.reasoning,
-        "builtin_tools": [ns.model_dump() for ns in s.builtin_tools],
-    }
-
-
-def _developer_dict(d: DeveloperConfig) -> dict[str, Any]:
-    fmt = d.response_format
-    return {
-        "instructions": d.instructions,
-        "tools": [ns.model_dump() for ns in d.tools],
-        "response_format": {"name": fmt.name, "schema": fmt.schema, "description": fmt.description}
-        if fmt
-        else None,
-    }
 
 
 class ChatSession:

@@ -8,6 +8,8 @@ replay needs no network, Docker or database. Running an agent over them is
 
 from __future__ import annotations
 
+import difflib
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +26,14 @@ from harmonygraph.models.base import (
 )
 from harmonygraph.tools.base import ToolContext, ToolOutput, Toolset
 from harmonygraph.tools.registry import ToolCall, ToolCallResult, ToolRegistry
-from harmonygraph.tracing.trace import Trace, message_key, request_fingerprint, sampling_params
+from harmonygraph.tracing.trace import (
+    Trace,
+    developer_dict,
+    message_key,
+    request_fingerprint,
+    sampling_params,
+    system_dict,
+)
 from openai_harmony import ToolNamespaceConfig
 
 __all__ = [
@@ -38,35 +47,172 @@ __all__ = [
 
 
 class ReplayDivergence(RuntimeError):
-    """A strict replay's request differs from the recorded one."""
+    """A strict replay's request differs from the recorded one.
 
-    def __init__(self, step: int, what: str) -> None:
+    `str()` is one line (`step N: what changed`); `recorded` and `sent` hold the two
+    versions of what changed, where there are two, and `report()` shows them with a
+    compact diff (the pytest plugin prints that report as the test's failure).
+    """
+
+    def __init__(
+        self, step: int, what: str, *, recorded: str | None = None, sent: str | None = None
+    ) -> None:
         self.step = step
         self.what = what
+        self.recorded = recorded
+        self.sent = sent
         super().__init__(f"step {step}: {what}")
 
+    def report(self, *, max_diff_lines: int = 12, width: int = 100) -> str:
+        """The divergence in a few lines: the step, what was recorded, what the agent
+        sent, and a compact diff of the two when they span lines."""
+        lines = [f"strict replay diverged at step {self.step}: {self.what}"]
+        a, b = self.recorded, self.sent
+        if a is None and b is None:
+            return "\n".join(lines)
+        a, b = a or "", b or ""
+        if "\n" not in a and "\n" not in b:
+            ea, eb = _excerpts(a, b, width)
+            lines += [f"  recorded:   {ea}", f"  agent sent: {eb}"]
+            return "\n".join(lines)
+        lines += [
+            f"  recorded:   {_clip(_first_line(a), width)}",
+            f"  agent sent: {_clip(_first_line(b), width)}",
+            "  diff (- recorded, + agent sent):",
+        ]
+        body = [
+            d for d in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=1)
+            if not d.startswith(("---", "+++"))
+        ]  # fmt: skip
+        for d in body[:max_diff_lines]:
+            lines.append("    " + _clip(d, width))
+        if len(body) > max_diff_lines:
+            lines.append(f"    … {len(body) - max_diff_lines} more diff lines")
+        return "\n".join(lines)
 
-def _describe_difference(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+
+def _first_line(text: str) -> str:
+    first, _, rest = text.partition("\n")
+    return first + (" ⏎ …" if rest else "")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _excerpts(a: str, b: str, width: int) -> tuple[str, str]:
+    """Two one-line texts, each cut to `width` around where they first differ."""
+    if len(a) <= width and len(b) <= width:
+        return repr(a), repr(b)
+    i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), min(len(a), len(b)))
+    lo = max(0, i - width // 3)
+
+    def cut(t: str) -> str:
+        part = t[lo : lo + width]
+        return ("…" if lo else "") + repr(part) + ("…" if lo + width < len(t) else "")
+
+    return cut(a), cut(b)
+
+
+Difference = tuple[str, str | None, str | None]  # what changed, recorded, sent
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False)
+
+
+def _describe_difference(recorded: dict[str, Any], current: dict[str, Any]) -> Difference | None:
+    """What differs between two request fingerprints (`request_fingerprint`)."""
     if recorded["reasoning"] != current["reasoning"]:
-        return f"system message: reasoning effort {recorded['reasoning']} → {current['reasoning']}"
+        return (
+            f"system message: reasoning effort {recorded['reasoning']} → {current['reasoning']}",
+            recorded["reasoning"],
+            current["reasoning"],
+        )
     if recorded["identity"] != current["identity"]:
-        return "system message: model identity changed"
+        return "system message: model identity changed", recorded["identity"], current["identity"]
     if recorded["builtin"] != current["builtin"]:
-        return f"system message: built-in tools {recorded['builtin']} → {current['builtin']}"
+        return (
+            f"system message: built-in tools {recorded['builtin']} → {current['builtin']}",
+            ", ".join(recorded["builtin"]),
+            ", ".join(current["builtin"]),
+        )
     if recorded["instructions"] != current["instructions"]:
-        return "developer message: instructions changed"
+        return (
+            "developer message: instructions changed",
+            recorded["instructions"],
+            current["instructions"],
+        )
     rt, ct = recorded["tools"], current["tools"]
     for name in ct:
         if name not in rt:
-            return f"developer message: tool `{name}` added"
+            return f"developer message: tool `{name}` added", None, None
     for name in rt:
         if name not in ct:
-            return f"developer message: tool `{name}` removed"
+            return f"developer message: tool `{name}` removed", None, None
     for name in rt:
         if rt[name] != ct[name]:
-            return f"developer message: parameters of tool `{name}` changed"
+            return f"developer message: parameters of tool `{name}` changed", None, None
     if recorded["response_format"] != current["response_format"]:
-        return "developer message: response format changed"
+        return "developer message: response format changed", None, None
+    return None
+
+
+def _tools_of(namespaces: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {f"{ns['name']}.{t['name']}": t for ns in namespaces for t in ns.get("tools") or []}
+
+
+def _header_difference(header: dict[str, Any], request: ModelRequest) -> Difference | None:
+    """What differs between a run header's full configuration and a request's: what
+    the fingerprint leaves out (the knowledge cutoff, the date, descriptions) and the
+    two versions of what it only hashes (tool parameters, the response format)."""
+    rs, rd = header.get("system"), header.get("developer")
+    if not isinstance(rs, dict) or not isinstance(rd, dict):
+        return None  # a trace without the full configuration (a pipeline's recording)
+    cs, cd = system_dict(request.system), developer_dict(request.developer)
+    for key, label in (("knowledge_cutoff", "knowledge cutoff"), ("current_date", "current date")):
+        if key in rs and rs[key] != cs[key]:
+            return f"system message: {label} {rs[key]} → {cs[key]}", rs[key], cs[key]
+    recorded_ns = [*(rs.get("builtin_tools") or []), *(rd.get("tools") or [])]
+    current_ns = [*cs["builtin_tools"], *cd["tools"]]
+    where = "developer message"
+    current_descriptions = {ns["name"]: ns.get("description") for ns in current_ns}
+    for ns in recorded_ns:
+        now = current_descriptions.get(ns["name"], ns.get("description"))
+        if ns.get("description") != now:
+            return (
+                f"{where}: description of the `{ns['name']}` tools changed",
+                ns.get("description"),
+                now,
+            )
+    recorded_tools, current_tools = _tools_of(recorded_ns), _tools_of(current_ns)
+    for name, was in recorded_tools.items():
+        now = current_tools.get(name)
+        if now is None:
+            continue  # added and removed tools are named by the fingerprint
+        if (was.get("parameters") or {}) != (now.get("parameters") or {}):
+            return (
+                f"{where}: parameters of tool `{name}` changed",
+                _dump(was.get("parameters")),
+                _dump(now.get("parameters")),
+            )
+        if was.get("description") != now.get("description"):
+            return (
+                f"{where}: description of tool `{name}` changed",
+                was.get("description"),
+                now.get("description"),
+            )
+    rf, cf = rd.get("response_format"), cd["response_format"]
+    if rf != cf:
+        if rf is None or cf is None:
+            what = "removed" if cf is None else "added"
+            return f"{where}: response format {what}", _dump(rf), _dump(cf)
+        for key in ("name", "description", "schema"):
+            if rf.get(key) != cf.get(key):
+                was, now = rf.get(key), cf.get(key)
+                if key == "schema":
+                    return f"{where}: response format's schema changed", _dump(was), _dump(now)
+                return f"{where}: response format's {key} changed", was, now
     return None
 
 
@@ -86,6 +232,15 @@ class ReplayModel:
         self._next = 0
         self._known = self.trace.recorded_messages() if strict else {}
         self._expected: list[str] = []  # the recorded conversation's message keys so far
+        # The run header each model call was recorded under (a chat's trace holds one
+        # run per turn), for what the request fingerprint leaves out.
+        self._headers: list[dict[str, Any] | None] = []
+        header: dict[str, Any] | None = None
+        for record in self.trace.records:
+            if record.get("type") == "run":
+                header = record
+            elif record.get("type") == "model_call":
+                self._headers.append(header)
 
     @property
     def remaining(self) -> int:
@@ -121,8 +276,17 @@ class ReplayModel:
     def _check(self, step: int, rec: dict[str, Any], request: ModelRequest) -> None:
         current = request_fingerprint(request.system, request.developer)
         diff = _describe_difference(rec["request"], current)
+        header = self._headers[self._next]
+        if diff is not None and diff[1] is None and header is not None:
+            # The header keeps both versions of what the fingerprint only hashes.
+            full = _header_difference(header, request)
+            if full is not None and full[0].startswith(diff[0].removesuffix(" changed")):
+                diff = full
+        elif diff is None and header is not None:
+            diff = _header_difference(header, request)
         if diff:
-            raise ReplayDivergence(step, diff)
+            what, recorded, sent = diff
+            raise ReplayDivergence(step, what, recorded=recorded, sent=sent)
         recorded_params = rec.get("params")
         if recorded_params is not None:
             params = sampling_params(request.settings)
@@ -132,6 +296,8 @@ class ReplayModel:
                         step,
                         f"sampling parameter `{key}` is {params.get(key)!r}; the recording had "
                         f"{recorded_params.get(key)!r}",
+                        recorded=repr(recorded_params.get(key)),
+                        sent=repr(params.get(key)),
                     )
         start = rec.get("new_from", 0)
         self._expected[start:] = [
@@ -146,7 +312,8 @@ class ReplayModel:
                 what = f"message {i + 1} ({_label(now)}) differs"
                 if was is not None:
                     what += ": " + _first_difference(was, now)
-                raise ReplayDivergence(step, what)
+                    raise ReplayDivergence(step, what, recorded=was.content, sent=now.content)
+                raise ReplayDivergence(step, what, sent=now.content)
         if len(keys) != len(recorded_keys):
             raise ReplayDivergence(
                 step,
@@ -240,6 +407,8 @@ class ReplayToolRegistry(ToolRegistry):
                 index,
                 f"tool call {index}: recorded {rec['requested']}({_short(rec['arguments'])}), "
                 f"now {call.recipient}({_short(call.arguments)})",
+                recorded=f"{rec['requested']}({rec['arguments']})",
+                sent=f"{call.recipient}({call.arguments})",
             )
         self._next += 1
         output = ToolOutput(

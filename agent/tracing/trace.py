@@ -33,10 +33,12 @@ __all__ = [
     "Trace",
     "TraceError",
     "TraceRecorder",
+    "developer_dict",
     "message_key",
     "request_fingerprint",
     "sampling_params",
     "settings_from_params",
+    "system_dict",
 ]
 
 SCHEMA_VERSION = 1
@@ -86,6 +88,29 @@ def request_fingerprint(system: SystemConfig, developer: DeveloperConfig) -> dic
     }
 
 
+def system_dict(s: SystemConfig) -> dict[str, Any]:
+    """The system message's configuration as a run header records it (in full)."""
+    return {
+        "identity": s.identity,
+        "knowledge_cutoff": s.knowledge_cutoff,
+        "current_date": s.current_date,
+        "reasoning": s.reasoning,
+        "builtin_tools": [ns.model_dump() for ns in s.builtin_tools],
+    }
+
+
+def developer_dict(d: DeveloperConfig) -> dict[str, Any]:
+    """The developer message's configuration as a run header records it (in full)."""
+    fmt = d.response_format
+    return {
+        "instructions": d.instructions,
+        "tools": [ns.model_dump() for ns in d.tools],
+        "response_format": {"name": fmt.name, "schema": fmt.schema, "description": fmt.description}
+        if fmt
+        else None,
+    }
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -96,6 +121,8 @@ def sampling_params(settings: ModelSettings) -> dict[str, Any]:
         "temperature": settings.temperature,
         "top_p": settings.top_p,
         "seed": settings.seed,
+        # Recorded only when on, so traces written before it was recorded still replay.
+        **({"enforce_output": True} if settings.enforce_output else {}),
         **settings.extra_body,
     }
 
@@ -108,6 +135,7 @@ def settings_from_params(params: dict[str, Any]) -> ModelSettings:
         temperature=extra.pop("temperature", 1.0),
         top_p=extra.pop("top_p", 1.0),
         seed=extra.pop("seed", None),
+        enforce_output=bool(extra.pop("enforce_output", False)),
         extra_body=extra,
     )
 
