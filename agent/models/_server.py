@@ -59,13 +59,21 @@ def api_root(base_url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
+class _Refused(Exception):
+    """The server refused the key: probing further only repeats the refusal."""
+
+
 async def _get_json(client: openai.AsyncOpenAI, url: str, wait_s: float) -> Any:
     try:
         response = await client.with_options(max_retries=0, timeout=wait_s).get(
             url, cast_to=httpx.Response
         )
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise _Refused from exc
     except openai.OpenAIError:
         return None
+    if response.status_code in (401, 403):
+        raise _Refused
     if response.status_code != 200:
         return None
     try:
@@ -74,8 +82,18 @@ async def _get_json(client: openai.AsyncOpenAI, url: str, wait_s: float) -> Any:
         return None
 
 
-async def probe_server(client: openai.AsyncOpenAI, wait_s: float = 5.0) -> ServerInfo:
-    """Which server `client` talks to, from `/version`, `/api/version` and `/v1/models`."""
+async def probe_server(
+    client: openai.AsyncOpenAI, wait_s: float = 5.0, *, version: bool = True
+) -> ServerInfo:
+    """Which server `client` talks to, from `/version`, `/api/version` and `/v1/models`;
+    `version=False` when only the kind matters (fewer requests)."""
+    try:
+        return await _probe(client, wait_s, version)
+    except _Refused:
+        return ServerInfo("unknown", None)  # the request itself will say what is wrong
+
+
+async def _probe(client: openai.AsyncOpenAI, wait_s: float, want_version: bool) -> ServerInfo:
     root = api_root(str(client.base_url))
     models = await _get_json(client, "models", wait_s)
     owners = set()
@@ -84,9 +102,13 @@ async def probe_server(client: openai.AsyncOpenAI, wait_s: float = 5.0) -> Serve
             if isinstance(card, dict) and card.get("owned_by"):
                 owners.add(str(card["owned_by"]).lower())
     if "library" in owners or "ollama" in owners:
+        if not want_version:
+            return ServerInfo("ollama", None)
         found = await _get_json(client, f"{root}/api/version", wait_s)
         version = parse_version(found.get("version", "")) if isinstance(found, dict) else None
         return ServerInfo("ollama", version)
+    if "vllm" in owners and not want_version:
+        return ServerInfo("vllm", None)
     found = await _get_json(client, f"{root}/version", wait_s)
     if isinstance(found, dict) and "version" in found:
         return ServerInfo("vllm", parse_version(found["version"]))
