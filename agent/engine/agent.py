@@ -456,7 +456,7 @@ class Agent(Generic[T]):
                 graph_input,
                 config,
                 stream_mode=modes,
-                durability="sync" if needs_checkpoint else None,
+                durability="sync" if needs_checkpoint and graph.checkpointer else None,
                 context=runtime,
             ):
                 if mode == "custom":

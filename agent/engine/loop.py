@@ -95,14 +95,46 @@ async def model_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[st
         return {"status": limit[0], "error": limit[1]}
     step = state.get("steps", 0) + 1
     request = ModelRequest(rt.system, rt.developer, tuple(state.get("messages", ())), rt.settings)
+    if rt.spans is None:
+        outcome = await _call_model(rt, request, step, runtime.stream_writer)
+    else:
+        with rt.spans.chat(request) as span:
+            outcome = await _call_model(rt, request, step, runtime.stream_writer)
+            if isinstance(outcome, ModelResponse):
+                span.response(outcome)
+            else:
+                span.error(outcome["status"], outcome["error"])
+    if not isinstance(outcome, ModelResponse):
+        return outcome
+    response = outcome
+    rt.recorder.model_call(step, request, response)
+    usage = (state.get("usage") or Usage()) + response.usage
+    runtime.stream_writer(
+        StepDone(
+            step, response.usage.input_tokens, response.usage.output_tokens, response.latency_s
+        )
+    )
+    return {
+        "messages": list(response.messages),
+        "steps": step,
+        "usage": usage,
+        "step_usage": [
+            {"step": step, **response.usage.to_dict(), "latency_s": round(response.latency_s, 6)}
+        ],
+    }
+
+
+async def _call_model(
+    rt: LoopRuntime, request: ModelRequest, step: int, writer: Callable[[Any], None]
+) -> ModelResponse | dict[str, Any]:
+    """The model's response, or the state update that ends the run when the call failed."""
     remaining = rt.limits.max_wall_s - (time.monotonic() - rt.started_at)
     try:
         # asyncio.timeout, not wait_for: no extra task per step.
         async with asyncio.timeout(max(remaining, 0.001)):
             if rt.stream_model:
-                response = await _stream_model(rt, request, step, runtime.stream_writer)
-            else:
-                response = await rt.model.complete(request)
+                return await _stream_model(rt, request, step, writer)
+            return await rt.model.complete(request)
     except TimeoutError:
         return {
             "status": "timeout",
@@ -121,21 +153,6 @@ async def model_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[st
         # The conversation cannot be tokenized in bounded time (a run of one character
         # over the bound, in the input or the model's own earlier output).
         return {"status": "invalid_input", "error": f"the prompt cannot be encoded: {exc}"}
-    rt.recorder.model_call(step, request, response)
-    usage = (state.get("usage") or Usage()) + response.usage
-    runtime.stream_writer(
-        StepDone(
-            step, response.usage.input_tokens, response.usage.output_tokens, response.latency_s
-        )
-    )
-    return {
-        "messages": list(response.messages),
-        "steps": step,
-        "usage": usage,
-        "step_usage": [
-            {"step": step, **response.usage.to_dict(), "latency_s": round(response.latency_s, 6)}
-        ],
-    }
 
 
 async def _stream_model(
@@ -242,8 +259,18 @@ async def tools_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[st
             result = ToolCallResult(call, call.recipient, ToolOutput.error(text), "denied", 0.0)
             return _tool_update(rt, state, step, result, key, repeat, writer)
     writer(ToolCallEvent(step, call.recipient, call.arguments))
-    result = await rt.registry.call(call, rt.ctx)
+    if rt.spans is None:
+        result = await rt.registry.call(call, rt.ctx)
+    else:
+        with rt.spans.tool(call.recipient, call.arguments, _is_builtin(rt, call.recipient)) as span:
+            result = await rt.registry.call(call, rt.ctx)
+            span.result(result)
     return _tool_update(rt, state, step, result, key, repeat, writer)
+
+
+def _is_builtin(rt: LoopRuntime, recipient: str) -> bool:
+    namespace = recipient.split(".", 1)[0]
+    return any(ns.name == namespace for ns in rt.registry.builtin_namespaces())
 
 
 def _tool_update(

@@ -15,6 +15,7 @@ from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
 from harmonygraph.models.base import Model, ModelSettings
 from harmonygraph.tools.base import ToolContext
 from harmonygraph.tools.registry import ToolRegistry
+from harmonygraph.tracing.otel import RunSpans
 from harmonygraph.tracing.trace import TraceRecorder
 
 __all__ = ["LoopRuntime"]
@@ -34,6 +35,8 @@ class LoopRuntime:
     ctx: ToolContext
     output: OutputSpec | None = None
     stream_model: bool = False
+    # OpenTelemetry spans for this run (`tracing.otel`); None when OpenTelemetry is off.
+    spans: RunSpans | None = None
     # The wall-time limit counts from the start of this invocation: time spent waiting
     # for an approval, or between a crash and a resume, is not the run's.
     started_at: float = field(default_factory=time.monotonic)
