@@ -62,7 +62,7 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     base_url: str | None = None
     name: str | None = None
-    api: Literal["completions", "chat"] | None = None
+    api: Literal["completions", "chat", "ollama-raw", "responses"] | None = None
     api_key_env: str | None = Field(
         None, description="name of the environment variable holding the key"
     )

@@ -5,7 +5,10 @@
 - `HARMONYGRAPH_BASE_URL` (default `http://localhost:8000/v1`),
 - `HARMONYGRAPH_MODEL` (default `openai/gpt-oss-20b`),
 - `HARMONYGRAPH_API_KEY` (default `EMPTY`, which vLLM and Ollama accept when unsecured),
-- `HARMONYGRAPH_API`: `completions` (default; we render harmony, full control) or `chat`.
+- `HARMONYGRAPH_API`: the wire path. `completions` (default; vLLM `/v1/completions`, we
+  render and parse harmony, full control), `chat` (`/v1/chat/completions`, any server),
+  `ollama-raw` (Ollama's `/api/generate` with `raw: true`, harmony rendered here) or
+  `responses` (`/v1/responses`: vLLM, Ollama, Bedrock, OpenRouter).
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ if TYPE_CHECKING:
     from harmonygraph.models.chat import (
         ChatCompletionsModel,
         ServerKind,
+        ToolUseFailedError,
         from_chat_message,
         to_chat_messages,
     )
     from harmonygraph.models.completions import HarmonyCompletionsModel
     from harmonygraph.models.errors import RetryPolicy
+    from harmonygraph.models.ollama import OllamaRawModel
+    from harmonygraph.models.responses import ResponsesModel
     from harmonygraph.models.transformers import TransformersModel
 
 # Imported on first use: the protocol and its types (above) are all the agent loop
@@ -50,6 +56,9 @@ _LAZY = {
     "from_chat_message": "harmonygraph.models.chat",
     "to_chat_messages": "harmonygraph.models.chat",
     "HarmonyCompletionsModel": "harmonygraph.models.completions",
+    "OllamaRawModel": "harmonygraph.models.ollama",
+    "ResponsesModel": "harmonygraph.models.responses",
+    "ToolUseFailedError": "harmonygraph.models.chat",
     "RetryPolicy": "harmonygraph.models.errors",
     "TransformersModel": "harmonygraph.models.transformers",
 }
@@ -75,11 +84,14 @@ __all__ = [
     "ModelResponse",
     "ModelSettings",
     "ModelTimeoutError",
+    "OllamaRawModel",
     "OpenAICompatibleModel",
     "ResponseDone",
+    "ResponsesModel",
     "RetryPolicy",
     "ServerKind",
     "StreamEvent",
+    "ToolUseFailedError",
     "TransformersModel",
     "Usage",
     "from_chat_message",
@@ -89,7 +101,8 @@ __all__ = [
     "to_chat_messages",
 ]
 
-ApiKind = Literal["completions", "chat"]
+ApiKind = Literal["completions", "chat", "ollama-raw", "responses"]
+API_KINDS: tuple[str, ...] = ("completions", "chat", "ollama-raw", "responses")
 _SETTING_NAMES = frozenset(f.name for f in fields(ModelSettings))
 
 
@@ -99,12 +112,15 @@ def make_model(
     api_key: str | None = None,
     api: str | None = None,
     **settings: Any,
-) -> HarmonyCompletionsModel | ChatCompletionsModel:
+) -> HarmonyCompletionsModel | ChatCompletionsModel | OllamaRawModel | ResponsesModel:
     """The client for a server: arguments first, then `HARMONYGRAPH_*`, then defaults.
 
     `settings` are `ModelSettings` fields (max_tokens, temperature, timeout, ...) plus,
-    for `api="chat"`, `server` ("vllm", "ollama", "openai"), `reasoning_field` and
-    `send_reasoning`, and for `api="completions"`, `return_token_ids`.
+    for `api="chat"`, `server` ("auto", "vllm", "ollama", "openai"), `reasoning_field`,
+    `send_reasoning` and `constrain_with_tools`; for `api="completions"`,
+    `return_token_ids`, `enforce_output_schema` and `structured_output_style`; for
+    `api="ollama-raw"`, `enforce_output_schema` and `trust_format`; for
+    `api="responses"`, `store` and `constrain_with_tools`.
     """
     from harmonygraph.models.chat import ChatCompletionsModel
     from harmonygraph.models.completions import HarmonyCompletionsModel
@@ -112,9 +128,10 @@ def make_model(
 
     env = Settings()
     kind = (api or env.api).strip().lower()
-    if kind not in ("completions", "chat"):
+    if kind not in API_KINDS:
         raise ValueError(
-            f"api must be 'completions' or 'chat', not {kind!r} (from --api or HARMONYGRAPH_API)"
+            f"api must be one of {', '.join(API_KINDS)}, not {kind!r} "
+            "(from --api or HARMONYGRAPH_API)"
         )
     sampling = {k: v for k, v in settings.items() if k in _SETTING_NAMES}
     options = {k: v for k, v in settings.items() if k not in _SETTING_NAMES}
@@ -127,6 +144,14 @@ def make_model(
     try:
         if kind == "chat":
             return ChatCompletionsModel(name, **common, **options)
+        if kind == "ollama-raw":
+            from harmonygraph.models.ollama import OllamaRawModel
+
+            return OllamaRawModel(name, **common, **options)
+        if kind == "responses":
+            from harmonygraph.models.responses import ResponsesModel
+
+            return ResponsesModel(name, **common, **options)
         return HarmonyCompletionsModel(name, **common, **options)
     except TypeError as exc:
         known = ", ".join(sorted(_SETTING_NAMES))
