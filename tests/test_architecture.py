@@ -18,7 +18,8 @@ FOLDERS = {"agent": "harmonygraph", "tools": "harmonygraph.tools",
 # Top to bottom. A module belongs to the first layer one of whose prefixes it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("harmonygraph.cli", "harmonygraph.__main__", "harmonygraph.doctor",
-             "harmonygraph.task", "harmonygraph.tracing.pytest_plugin")),
+             "harmonygraph.task", "harmonygraph.tracing.pytest_plugin", "harmonygraph.batch",
+             "harmonygraph.serve")),
     ("graphs", ("harmonygraph.graphs",)),
     ("engine", ("harmonygraph.engine",)),
     ("tracing", ("harmonygraph.tracing",)),
