@@ -9,12 +9,17 @@ def test_weather(agent_replay):
 ```
 By default the run is replayed strictly from the trace: the model's turns and the tools'
 results come from the file, and the test fails where the agent now asks the model
-something else. `pytest --record` runs the agent for real (against your model server)
-and writes the trace.
+something else (its reasoning effort, tools, instructions, response format, sampling,
+identity, knowledge cutoff or date, or the conversation). That failure is a few lines
+(the test's line, the step, what was recorded, what the agent sent, a compact diff), not
+a traceback through LangGraph. `pytest --record` runs the agent for real (against your
+model server) and writes the trace.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "agent_trace(path): the trace file an agent_replay test replays or records"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A strict replay's divergence, in any test, as a short report instead of a traceback."""
+    report = yield
+    divergence = _divergence(call.excinfo)
+    if divergence is not None and report.failed:
+        report.longrepr = _divergence_report(item, call.excinfo, divergence)
+    return report
+
+
+def _divergence(excinfo: pytest.ExceptionInfo[BaseException] | None) -> Any:
+    replay = sys.modules.get("harmonygraph.tracing.replay")
+    if excinfo is None or replay is None:  # not imported: no replay ran
+        return None
+    exc: BaseException | None = excinfo.value
+    for _ in range(5):  # the divergence itself, or what a wrapper raised from it
+        if exc is None or isinstance(exc, replay.ReplayDivergence):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def _divergence_report(
+    item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException] | None, divergence: Any
+) -> str:
+    where = item.nodeid
+    if excinfo is not None:
+        for entry in reversed(excinfo.traceback):
+            if Path(entry.path) == Path(item.path):
+                where = f"{Path(entry.path).name}:{entry.lineno + 1}"
+                break
+    return (
+        f"{where}: {divergence.report()}\n"
+        "The agent no longer sends what the trace recorded. If the change is intended, "
+        "re-record the trace: pytest --record"
     )
 
 
