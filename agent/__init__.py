@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         OutputValidationError,
         RunLimitExceeded,
         RunResult,
+        ThreadNotAwaitingApprovalError,
+        UnknownThreadError,
     )
     from harmonygraph.harmony.messages import Message
     from harmonygraph.models import make_model
@@ -44,10 +46,12 @@ __all__ = [
     "RunLimitExceeded",
     "RunLimits",
     "RunResult",
+    "ThreadNotAwaitingApprovalError",
     "Tool",
     "ToolContext",
     "ToolOutput",
     "Toolset",
+    "UnknownThreadError",
     "__version__",
     "make_model",
     "tool",
@@ -65,6 +69,8 @@ _LAZY = {
     "RunLimitExceeded": "harmonygraph.engine.result",
     "RunLimits": "harmonygraph.engine.limits",
     "RunResult": "harmonygraph.engine.result",
+    "ThreadNotAwaitingApprovalError": "harmonygraph.engine.result",
+    "UnknownThreadError": "harmonygraph.engine.result",
     "Tool": "harmonygraph.tools.base",
     "ToolContext": "harmonygraph.tools.base",
     "ToolOutput": "harmonygraph.tools.base",

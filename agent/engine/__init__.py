@@ -41,6 +41,8 @@ if TYPE_CHECKING:
         OutputValidationError,
         RunLimitExceeded,
         RunResult,
+        ThreadNotAwaitingApprovalError,
+        UnknownThreadError,
     )
     from harmonygraph.engine.runtime import LoopRuntime
     from harmonygraph.engine.state import LoopState, initial_state
@@ -68,8 +70,10 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "StepDone",
+    "ThreadNotAwaitingApprovalError",
     "ToolCallEvent",
     "ToolResultEvent",
+    "UnknownThreadError",
     "agent_from_trace",
     "build_agent_graph",
     "estimate_cost",
@@ -98,6 +102,8 @@ _LAZY = {
     "RunLimitExceeded": "harmonygraph.engine.result",
     "RunLimits": "harmonygraph.engine.limits",
     "RunResult": "harmonygraph.engine.result",
+    "ThreadNotAwaitingApprovalError": "harmonygraph.engine.result",
+    "UnknownThreadError": "harmonygraph.engine.result",
     "RunStatus": "harmonygraph.engine.limits",
     "StepDone": "harmonygraph.engine.events",
     "ToolCallEvent": "harmonygraph.engine.events",

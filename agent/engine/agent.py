@@ -8,11 +8,11 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from harmonygraph.concurrency import iterate_sync, run_sync
 from harmonygraph.engine.checkpoint import CheckedSaver, CheckpointWriteError, memory_saver
-from harmonygraph.engine.events import AgentEvent, RunDone
+from harmonygraph.engine.events import AgentEvent, RunDone, ToolCallEvent
 from harmonygraph.engine.limits import RunLimits
 from harmonygraph.engine.loop import build_agent_graph
 from harmonygraph.engine.output import OutputSpec
@@ -25,6 +25,8 @@ from harmonygraph.engine.result import (
     OutputValidationError,
     RunLimitExceeded,
     RunResult,
+    ThreadNotAwaitingApprovalError,
+    UnknownThreadError,
 )
 from harmonygraph.engine.runtime import LoopRuntime
 from harmonygraph.engine.state import initial_state
@@ -46,6 +48,9 @@ from harmonygraph.tracing.replay import ReplayModel, ReplayToolRegistry, check_r
 from harmonygraph.tracing.trace import Trace, TraceRecorder, developer_dict, system_dict
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, StreamMode
+
+if TYPE_CHECKING:
+    from harmonygraph.tools.browser.history import BrowserHistory
 
 __all__ = ["Agent", "ChatSession"]
 
@@ -362,6 +367,8 @@ class Agent(Generic[T]):
     ) -> AsyncIterator[AgentEvent]:
         run_id = uuid.uuid4().hex[:12]
         thread = thread_id or run_id
+        if resume is not None or (input is None and not message_history):
+            await self._check_thread(thread_id, resume)  # before anything is recorded
         recorder_given = recorder is not None
         level = parse_reasoning(reasoning) if reasoning else self.reasoning
         system = self.system_config(level)
@@ -473,13 +480,21 @@ class Agent(Generic[T]):
                 spans.fail(exc)
             raise
         finally:
+            # What the browser showed, kept for citations (its `close` drops it).
+            sources = _browser_pages(ctx)
             await self.registry.close(ctx)
             if isinstance(graph.checkpointer, CheckedSaver):
                 graph.checkpointer.forget_failures(thread)
         if not_saved is not None:
             state = {**state, "status": "checkpoint_error", "error": str(not_saved)}
             pending = None
+        if stream and isinstance(pending, dict) and "recipient" in pending:
+            # The call that waits for approval: streamed like any call (it runs on resume).
+            yield ToolCallEvent(
+                state.get("steps", 0), str(pending["recipient"]), str(pending.get("arguments", ""))
+            )
         result = self._result(state, pending, run_id, thread, before, recorder, path)
+        result.sources = sources
         recorder.end(
             status=result.status,
             output=result.output,
@@ -497,6 +512,43 @@ class Agent(Generic[T]):
         _raise_for_status(result)
         if not stream:
             yield RunDone(result)
+
+    async def _check_thread(self, thread_id: str | None, resume: Any) -> None:
+        """A run that continues a thread (`resume=`, or no input) needs one that exists."""
+        what = "resume= answers an approval" if resume is not None else "a run without input"
+        if thread_id is None:
+            raise UnknownThreadError(
+                f"{what} continues a thread: pass the thread_id of the run to continue "
+                "(result.thread_id), or give input to start a new run",
+                None,
+            )
+        snapshot = (
+            await self._graph.aget_state({"configurable": {"thread_id": thread_id}})
+            if self.checkpointer is not None
+            else None
+        )
+        if snapshot is None or not snapshot.values:
+            where = (
+                "this agent has no checkpointer (checkpointer=None)"
+                if self.checkpointer is None
+                else f"this agent's checkpointer ({type(self.checkpointer).__name__}) has "
+                "nothing saved for it"
+            )
+            raise UnknownThreadError(
+                f"unknown thread {thread_id!r}: {where}. {what} continues a thread an earlier "
+                "run saved; use that run's result.thread_id with the same checkpointer "
+                "(a database saver to continue in another process), or give input to start "
+                "a new run",
+                thread_id,
+            )
+        if resume is not None and not snapshot.interrupts:
+            status = snapshot.values.get("status", "unknown")
+            raise ThreadNotAwaitingApprovalError(
+                f"thread {thread_id!r} is not awaiting an approval (its last run ended "
+                f"{status}); resume= only answers a pending approval: run the thread with "
+                "new input instead",
+                thread_id,
+            )
 
     async def _interrupted(self, config: Any) -> bool:
         """Whether the thread's last run stopped with steps still to take."""
@@ -552,6 +604,16 @@ class Agent(Generic[T]):
             output_errors=[self.redactor.text(e) for e in state.get("output_errors") or []],
             interrupt=pending,
         )
+
+
+def _browser_pages(ctx: ToolContext) -> BrowserHistory | None:
+    """The run's browser history (cursor n: the n-th page shown), if it used a browser."""
+    pages = ctx.state.get("browser")
+    if pages is None:
+        return None
+    from harmonygraph.tools.browser.history import BrowserHistory
+
+    return pages if isinstance(pages, BrowserHistory) else None
 
 
 def _raise_for_status(result: RunResult[Any]) -> None:

@@ -12,11 +12,12 @@ the run fails otherwise).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from harmonygraph.concurrency import run_sync
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     BaseCheckpointSaver,
@@ -32,6 +33,7 @@ __all__ = [
     "STATE_TYPES",
     "CheckedSaver",
     "CheckpointWriteError",
+    "SaverContext",
     "memory_saver",
     "postgres_saver",
     "serializer",
@@ -53,9 +55,47 @@ def memory_saver() -> InMemorySaver:
     return InMemorySaver(serde=serializer())
 
 
+class SaverContext:
+    """A database saver for sync and async code alike: `with` or `async with`.
+
+    `async with` opens the saver on the running event loop (for `await agent.arun`);
+    `with` opens it on the loop that sync calls share (`harmonygraph.concurrency`), the
+    one `agent.run`, `agent.stream` and `chat.send` run on, so sync code keeps threads in
+    the database too. Close it the way it was opened.
+    """
+
+    def __init__(self, open_saver: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+        self._open = open_saver
+        self._cm: AbstractAsyncContextManager[Any] | None = None
+
+    async def __aenter__(self) -> Any:
+        if self._cm is not None:
+            raise RuntimeError("this saver context is already open; make a new one per `with`")
+        cm = self._open()
+        saver = await cm.__aenter__()
+        self._cm = cm
+        return saver
+
+    async def __aexit__(self, *exc: Any) -> None:
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            await cm.__aexit__(*exc)
+
+    def __enter__(self) -> Any:
+        return run_sync(self.__aenter__())
+
+    def __exit__(self, *exc: Any) -> None:
+        run_sync(self.__aexit__(*exc))
+
+
+def sqlite_saver(path: str | Path) -> SaverContext:
+    """A SQLite saver (extra `checkpoint`), for sync or async code:
+    `with sqlite_saver(p) as saver` around `agent.run`, or `async with` around `agent.arun`."""
+    return SaverContext(lambda: _sqlite(path))
+
+
 @asynccontextmanager
-async def sqlite_saver(path: str | Path) -> AsyncIterator[Any]:
-    """An async SQLite saver (extra `checkpoint`): `async with sqlite_saver(p) as saver`."""
+async def _sqlite(path: str | Path) -> AsyncIterator[Any]:
     try:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     except ImportError:
@@ -68,9 +108,14 @@ async def sqlite_saver(path: str | Path) -> AsyncIterator[Any]:
         yield saver
 
 
+def postgres_saver(url: str) -> SaverContext:
+    """A Postgres saver (extra `checkpoint`), for sync or async code:
+    `with postgres_saver(url) as saver` or `async with postgres_saver(url) as saver`."""
+    return SaverContext(lambda: _postgres(url))
+
+
 @asynccontextmanager
-async def postgres_saver(url: str) -> AsyncIterator[Any]:
-    """An async Postgres saver (extra `checkpoint`): `async with postgres_saver(url) as saver`."""
+async def _postgres(url: str) -> AsyncIterator[Any]:
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     except ImportError:

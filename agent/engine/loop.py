@@ -344,7 +344,8 @@ def validate_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, 
             + ". Reply with only the corrected JSON object."
         )
         return {"messages": [feedback], "output_retries": retries, "output_errors": exc.errors}
-    return {"status": "completed", "output": final.content}
+    # An earlier attempt's errors are over (the feedback message keeps them in the trace).
+    return {"status": "completed", "output": final.content, "output_errors": []}
 
 
 def route_after_validate(state: LoopState) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from harmonygraph.engine.limits import RunStatus
 from harmonygraph.harmony.messages import Message
 from harmonygraph.models.base import Usage
 from harmonygraph.tracing.trace import Trace
+
+if TYPE_CHECKING:
+    from harmonygraph.tools.browser.history import BrowserHistory
 
 __all__ = [
     "AgentCheckpointError",
@@ -19,6 +22,8 @@ __all__ = [
     "OutputValidationError",
     "RunLimitExceeded",
     "RunResult",
+    "ThreadNotAwaitingApprovalError",
+    "UnknownThreadError",
 ]
 
 T = TypeVar("T")
@@ -45,6 +50,9 @@ class RunResult(Generic[T]):
     trace_path: Path | None = None
     output_errors: list[str] = field(default_factory=list)
     interrupt: dict[str, Any] | None = None
+    # The pages the browser showed in this run (cursor n: the n-th display), for
+    # `format_references(result.text, result.sources)`; None when it used no browser.
+    sources: BrowserHistory | None = None
 
     @property
     def text(self) -> str:
@@ -104,3 +112,20 @@ class AgentCheckpointError(AgentRunError):
     its last saved step, from which the same `thread_id` (and no input) goes on. The
     saver's error is the `__cause__`.
     """
+
+
+class UnknownThreadError(LookupError):
+    """A run asked to continue a thread (`resume=`, or no input) that the agent's
+    checkpointer has never saved: nothing ran."""
+
+    def __init__(self, message: str, thread_id: str | None) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
+
+
+class ThreadNotAwaitingApprovalError(ValueError):
+    """`resume=` was given for a thread that is not stopped at an approval: nothing ran."""
+
+    def __init__(self, message: str, thread_id: str) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id

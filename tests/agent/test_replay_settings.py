@@ -205,7 +205,9 @@ def test_the_report_diffs_multiline_texts_compactly(tmp_path: Path) -> None:
 
 def test_a_long_one_line_difference_is_cut_around_where_it_differs() -> None:
     a, b = "x" * 500 + "recorded tail", "x" * 500 + "agent tail"
-    report = ReplayDivergence(3, "developer message: instructions changed", recorded=a, sent=b).report()
+    report = ReplayDivergence(
+        3, "developer message: instructions changed", recorded=a, sent=b
+    ).report()
     lines = report.splitlines()
     assert len(lines) == 3 and all(len(line) < 160 for line in lines)
     assert "recorded tail" in lines[1] and "agent tail" in lines[2]
