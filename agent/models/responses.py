@@ -214,7 +214,7 @@ class _Stored:
 @dataclass
 class _Item:
     index: int
-    kind: str
+    channel: str
     recipient: str | None = None
     parts: list[str] = field(default_factory=list)
 
