@@ -266,6 +266,7 @@ async def _sse(
             message = await request.receive()
             if message["type"] == "http.disconnect":
                 producer.cancel()
+                release()  # the key's slot is free as soon as its run is
                 return
 
     producer = asyncio.create_task(produce())
