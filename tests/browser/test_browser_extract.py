@@ -158,23 +158,3 @@ def test_the_faster_readability_clean_gives_the_same_text() -> None:
     texts += ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 14))) for _ in range(20_000)]
     texts += ["a" + " " * 300 + "b", "a" + " " * 200 + "\n" + " " * 100 + "b", "\t" * 260]
     assert [readability_clean(t) for t in texts] == [_library_clean(t) for t in texts]
-
-
-def test_visible_text_length_skips_scripts_styles_and_comments() -> None:
-    from harmonygraph.tools.browser.extract import _parse, _visible_text_length
-
-    def by_xpath(root: lxml.html.HtmlElement) -> int:
-        texts = root.xpath(
-            "//body//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]"
-        )
-        return sum(len(t.strip()) + 1 for t in texts if t.strip())
-
-    pages = [
-        p / "source.html" for p in sorted(READABILITY.iterdir()) if (p / "source.html").exists()
-    ]
-    for path in pages:
-        root = _parse(path.read_text(errors="replace"))
-        assert root is not None
-        assert _visible_text_length(root) == by_xpath(root), path.parent.name
-    small = _parse("<body>ab<!-- x -->cd<script>no</script>ef<style>no</style></body>")
-    assert small is not None and _visible_text_length(small) == len("ab cd ef") + 1

@@ -16,12 +16,19 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import lxml.etree
 import lxml.html
-from harmonygraph.tools.browser.page import Link, PageContents
+from harmonygraph.tools.browser.article import (
+    ArticleSignals,
+    is_article,
+    prose_of,
+    readability_article,
+)
+from harmonygraph.tools.browser.page import Link, PageContents, strip_links
 
 __all__ = [
     "ExtractionError",
     "LinkTable",
     "extract_html",
+    "extract_html_with_signals",
     "extract_pdf",
     "extract_text",
     "html_to_text",
@@ -79,12 +86,21 @@ def _clean_link_text(text: str) -> str:
     return _WS.sub(" ", text).strip().replace("】", "]").replace("【", "[").replace("†", "+")
 
 
+_ALT_WORDS = 5
+
+
+def _short_alt(alt: str) -> str:
+    words = _clean_link_text(alt).split(" ")
+    return " ".join(words[:_ALT_WORDS]) + ("…" if len(words) > _ALT_WORDS else "")
+
+
 class _Renderer:
     def __init__(self, base_url: str, links: LinkTable, page_url: str) -> None:
         self.base_url = base_url
         self.links = links
         self.page_url = urldefrag(page_url)[0]
         self.parts: list[str] = []
+        self.text_targets: set[str] = set()  # targets of links with words, found first
 
     def text(self, s: str | None) -> None:
         if s:
@@ -122,8 +138,15 @@ class _Renderer:
         if tag == "a":
             target = self.link_target(el.get("href"))
             label = _clean_link_text(" ".join(_visible_text(el)))
-            if not label:
-                label = _clean_link_text(" ".join(i.get("alt", "") for i in el.iter("img")))
+            if target and not label:
+                # A link that holds only an image: where the same page also links there
+                # with words (a teaser's picture beside its headline) it adds nothing; else
+                # its alt text names it, cut to a few words (alt text can be a paragraph,
+                # and it is not text of the page).
+                if target in self.text_targets:
+                    self.text(el.tail)
+                    return
+                label = _short_alt(" ".join(i.get("alt", "") for i in el.iter("img")))
             if target and label:
                 self.parts.append(f"【{self.links.add(target, label)}†{label}】")
                 self.text(el.tail)
@@ -201,6 +224,11 @@ def html_to_text(
     """Render an element tree as text lines with link markup; returns text and links."""
     links = LinkTable()
     renderer = _Renderer(base_url or page_url, links, page_url)
+    for a in root.iter("a"):
+        if a.get("href") and any(t.strip() for t in _visible_text(a)):
+            target = renderer.link_target(a.get("href"))
+            if target:
+                renderer.text_targets.add(target)
     renderer.walk(root)
     return renderer.result(), links.links
 
@@ -245,81 +273,60 @@ def readability_clean(text: str) -> str:
     return _WHITESPACE_RUN.sub(_clean_run, text).strip()
 
 
-def _article_html(html: str) -> str | None:
-    import readability  # readability-lxml; imported here: it pulls in chardet and more
-    import readability.readability as impl
-
-    impl.clean = readability_clean  # its module-level helper, used by every scoring pass
-    try:
-        return str(readability.Document(html).summary(html_partial=True))
-    except Exception:  # readability raises bare Unparseable and lxml errors on junk input
-        return None
-
-
 def extract_html(
     html: str,
     url: str,
     *,
     mode: ExtractMode = "auto",
-    min_article_chars: int = 250,
-    min_article_share: float = 0.10,
+    min_article_chars: int = 200,
 ) -> PageContents:
     """HTML as a page: the main article, or the whole page when there is no article.
 
-    `auto` keeps the article unless it is shorter than `min_article_chars` or holds less
-    than `min_article_share` of the whole page's text: on listings and search results,
-    readability picks one block and drops the links the model needs.
+    `auto` keeps readability's article unless it is shorter than `min_article_chars` or
+    the page's structure says it is not an article (`article.ArticleSignals`: one item of
+    a listing, a listing's items, mostly links, no paragraph of prose); then the whole
+    page, whose links the model needs on listings and search results.
     """
+    page, _ = extract_html_with_signals(html, url, mode=mode, min_article_chars=min_article_chars)
+    return page
+
+
+def extract_html_with_signals(
+    html: str,
+    url: str,
+    *,
+    mode: ExtractMode = "auto",
+    min_article_chars: int = 200,
+) -> tuple[PageContents, ArticleSignals | None]:
+    """`extract_html`, and the signals the auto mode decided on (None when not asked)."""
     root = _parse(html)
     if root is None:
-        return PageContents(url=url, title=url, text="", kind="html", notes=["(empty page)"])
+        page = PageContents(url=url, title=url, text="", kind="html", notes=["(empty page)"])
+        return page, None
     title = _title_of(root) or url
     base = _base_url(root, url)
+    signals: ArticleSignals | None = None
     if mode != "page":
-        article_html = _article_html(html)
-        article_root = _parse(article_html) if article_html else None
-        if article_root is not None:
+        found = readability_article(html)
+        article_root = _parse(found[0]) if found else None
+        if found is not None and article_root is not None:
             text, links = html_to_text(article_root, page_url=url, base_url=base)
-            if mode == "article" or (
-                len(text) >= min_article_chars
-                and len(text) >= min_article_share * _visible_text_length(root)
-            ):
-                return PageContents(url=url, title=title, text=text, links=links, kind="html")
+            prose, paragraphs, density = prose_of(text)
+            signals = ArticleSignals(
+                in_listing=found[1][0],
+                holds_listing=found[1][1],
+                chars=len(strip_links(text)),
+                link_density=density,
+                prose_chars=prose,
+                prose_paragraphs=paragraphs,
+            )
+            if mode == "article" or (len(text) >= min_article_chars and is_article(signals)):
+                page = PageContents(url=url, title=title, text=text, links=links, kind="html")
+                return page, signals
     # No article (or article mode found nothing readable): the whole page beats nothing.
     body = root.find("body")
     text, links = html_to_text(body if body is not None else root, page_url=url, base_url=base)
-    return PageContents(url=url, title=title, text=text, links=links, kind="html")
-
-
-_INVISIBLE = frozenset({"script", "style", "noscript"})
-
-
-def _visible_text_length(root: lxml.html.HtmlElement) -> int:
-    """Characters of visible text in the page's body, cheaper than rendering it.
-
-    One walk that skips script, style and noscript subtrees (an XPath `ancestor::` test
-    per text node costs a walk up the tree for each)."""
-    body = root.find("body")
-    if body is None:
-        return 0
-    total = 0
-    hidden = 0  # how many invisible elements enclose the walk's position
-    for event, el in lxml.etree.iterwalk(body, events=("start", "end", "comment", "pi")):
-        invisible = el.tag in _INVISIBLE
-        if not isinstance(el.tag, str):
-            # A comment (or processing instruction): its content is not page text, and
-            # the walk gives it no "end", so its tail is counted here.
-            if not hidden and el.tail and el.tail.strip():
-                total += len(el.tail.strip()) + 1
-        elif event == "start":
-            hidden += invisible
-            if not hidden and el.text and el.text.strip():
-                total += len(el.text.strip()) + 1
-        else:
-            hidden -= invisible
-            if not hidden and el is not body and el.tail and el.tail.strip():
-                total += len(el.tail.strip()) + 1
-    return total
+    return PageContents(url=url, title=title, text=text, links=links, kind="html"), signals
 
 
 def extract_pdf(data: bytes, url: str, *, max_pages: int = 300) -> PageContents:
