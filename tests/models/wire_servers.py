@@ -88,6 +88,9 @@ class ScriptedServer:
                     if kind == "ndjson":
                         lines = (json.dumps(x).encode() + b"\n" for x in payload)
                         self._chunked("application/x-ndjson", lines)
+                    elif kind == "raw-sse":
+                        data = (f"data: {x}\n\n".encode() for x in payload)
+                        self._chunked("text/event-stream", data)
                     elif kind == "sse":
                         events = (
                             f"event: {x['type']}\ndata: {json.dumps(x)}\n\n".encode()
@@ -309,3 +312,26 @@ class ResponsesServer(ScriptedServer):
                    "sequence_number": next(seq)}  # fmt: skip
 
         return "sse", events()
+
+
+# -- recorded hosted answers -------------------------------------------------------------
+
+
+class RecordedChatServer(ScriptedServer):
+    """`/v1/chat/completions` answered with recorded exchanges (`../shared/corpora/wire`),
+    one per request: their status and body, or their SSE lines as recorded. `/v1/models`
+    is a 404, as on the hosted APIs that do not list models at that path."""
+
+    def __init__(self, recordings: Sequence[dict[str, Any]]) -> None:
+        super().__init__()
+        self.recordings = list(recordings)
+        self.routes = {("POST", "/v1/chat/completions"): self.answer}
+
+    def answer(self, body: Any) -> Answer:
+        if not self.recordings:
+            raise _Error(400, {"error": "no recording left"})
+        rec = self.recordings.pop(0)
+        if rec.get("sse"):
+            lines = [line.removeprefix("data: ") for line in rec["sse"]]
+            return "raw-sse", iter(lines)
+        return int(rec.get("status") or 200), rec["response"]
