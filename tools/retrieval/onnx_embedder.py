@@ -102,7 +102,7 @@ class OnnxMiniLMEmbedder:
 
     @property
     def model_dir(self) -> Path:
-        from harmonygraph.tools.retrieval.embeddings import minilm_path
+        from harmonygraph.tools.retrieval.model_files import minilm_path
 
         return Path(minilm_path() if self.model_name == "minilm" else self.model_name)
 
@@ -255,7 +255,7 @@ class OnnxMiniLMEmbedder:
             return np.zeros((0, dim), dtype=np.float32)
         if self._session is None and self.use_service:
             # The resident service (`harmonygraph db start`) has the model loaded already.
-            from harmonygraph.tools.retrieval.embed_service import embed_via_service
+            from harmonygraph.tools.retrieval.embed_client import embed_via_service
 
             served = embed_via_service(self.graph_path().name, texts)
             if served is not None:
