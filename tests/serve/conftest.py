@@ -3,7 +3,6 @@ server (real HTTP) per test, and the serve app on uvicorn on a thread, with an A
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -79,7 +78,9 @@ def make_key(url: str, name: str, **kw: Any) -> str:
             _, key = await store.create_key(name, **kw)
             return key
 
-    return asyncio.run(go())
+    from harmonygraph.concurrency import run_sync
+
+    return run_sync(go())
 
 
 def make_agents(
