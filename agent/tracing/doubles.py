@@ -42,7 +42,34 @@ What `FakeOpenAIServer` emulates, and from where (vLLM's `vllm/entrypoints/opena
   "type": "NotFoundError", "param": null, "code": 404}}`; an unknown path FastAPI's
   404 `{"detail": "Not Found"}`.
 
-Knobs: `fail_next(n, status)` (429/500... for retries), `api_key`, `models`, `delay`.
+- strictness (vLLM's request models, `vllm/entrypoints/openai/protocol.py`): vLLM
+  rejects `stream_options` without `stream: true` with a 400 and *ignores* every field
+  its request model does not know, logging only "The following fields were present in
+  the request but ignored". The fake answers the same way and lists each such field in
+  `ignored_fields`, so a test can assert that its client sent nothing a vLLM would drop
+  in silence. Which fields are known depends on `vllm_version`: `structured_outputs`
+  and `return_token_ids` since 0.10.2; the `guided_*` fields until 0.12 (removed then).
+- `stop` strings are honoured (matched in the detokenized text, as vLLM's detokenizer
+  does, so `<|channel|>final<|message|>` only matches with `skip_special_tokens: false`):
+  generation ends there with `finish_reason` "stop" and `stop_reason` the string, which
+  stays in the text only with `include_stop_str_in_output`.
+- structured outputs are applied only under a name the configured version accepts
+  (`structured_outputs: {json|regex|choice|json_object|grammar}`, `guided_json`... before
+  0.12, `response_format` always); each applied constraint is kept in `constraints`.
+  The fake cannot sample under a grammar, so it checks the scripted completion instead
+  (the whole text on `/v1/completions`, the final answer on chat): one that a server
+  applying the constraint could not have produced is answered with a 400 that says so.
+- `/version` answers `{"version": vllm_version}`, as vLLM does.
+- errors mid-stream (`fail_stream_after`): the stream stops after some chunks with an
+  SSE event `data: {"error": {...}}` and `data: [DONE]`, as vLLM's
+  `create_streaming_error_response` sends them (type "BadRequestError", code 400 unless
+  told otherwise), on an HTTP 200 that has already started.
+- `delta_tokens=n`: chat stream deltas are built per n sampled tokens, as vLLM's harmony
+  streaming does when a step yields several tokens, so one delta may carry reasoning,
+  content and tool-call pieces together; by default each delta carries one kind.
+
+Knobs: `fail_next(n, status)` (429/500... for retries), `fail_stream_after(chunks)`,
+`api_key`, `models`, `delay`, `vllm_version`, `reasoning_field`, `delta_tokens`, `port`.
 """
 
 from __future__ import annotations
@@ -50,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
+import re
 import threading
 import time
 import uuid
@@ -61,6 +89,7 @@ from typing import Any
 from harmonygraph.concurrency import iterate_sync, run_sync
 from harmonygraph.harmony import Message, Role, StreamParser, parse_completion_text
 from harmonygraph.harmony.encoding import CALL, RETURN, get_encoding
+from harmonygraph.harmony.parser import ContentDelta, HeaderDone
 from harmonygraph.harmony.prompt import DeveloperConfig, SystemConfig
 from harmonygraph.models.base import (
     ModelError,
@@ -72,14 +101,97 @@ from harmonygraph.models.base import (
 )
 
 __all__ = [
+    "DEFAULT_VLLM_VERSION",
+    "AppliedConstraint",
     "FakeOpenAIServer",
     "RecordedRequest",
     "ScriptExhaustedError",
     "ScriptedModel",
+    "version_tuple",
+    "vllm_accepted_fields",
 ]
 
 # gpt-oss's generation_config eos_token_id: generation stops at any of these.
 GPT_OSS_EOS_IDS = (RETURN, 199999, CALL)
+
+# The vLLM the fake answers as by default: structured outputs under `structured_outputs`
+# only (the `guided_*` fields were removed in 0.12).
+DEFAULT_VLLM_VERSION = "0.12.0"
+
+# The request fields vLLM's request models know (vllm/entrypoints/openai/protocol.py);
+# anything else is ignored with a log line. Version-dependent ones are added below.
+_SAMPLING_FIELDS = frozenset(
+    {
+        "model", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
+        "presence_penalty", "seed", "stop", "stream", "stream_options", "temperature", "top_p",
+        "user", "use_beam_search", "top_k", "min_p", "repetition_penalty", "length_penalty",
+        "stop_token_ids", "include_stop_str_in_output", "ignore_eos", "min_tokens",
+        "skip_special_tokens", "spaces_between_special_tokens", "truncate_prompt_tokens",
+        "allowed_token_ids", "prompt_logprobs", "add_special_tokens", "response_format",
+        "priority", "request_id", "logits_processors", "return_tokens_as_token_ids",
+        "cache_salt", "kv_transfer_params", "vllm_xargs", "bad_words",
+    }
+)  # fmt: skip
+_COMPLETION_FIELDS = _SAMPLING_FIELDS | {"prompt", "suffix", "prompt_embeds"}
+_CHAT_FIELDS = _SAMPLING_FIELDS | {
+    "messages", "top_logprobs", "max_completion_tokens", "tools", "tool_choice",
+    "reasoning_effort", "include_reasoning", "parallel_tool_calls", "add_generation_prompt",
+    "continue_final_message", "documents", "chat_template", "chat_template_kwargs",
+    "mm_processor_kwargs",
+}  # fmt: skip
+_GUIDED_FIELDS = frozenset(
+    {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
+     "guided_decoding_backend", "guided_whitespace_pattern"}
+)  # fmt: skip
+_STRUCTURED_OUTPUTS_SINCE = (0, 10, 2)  # vLLM PR #22772; return_token_ids too (PR #22587)
+_GUIDED_UNTIL = (0, 12, 0)  # the guided_* fields are removed from this version on
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`"0.10.2"` → `(0, 10, 2)`; suffixes such as `rc1` or `+cu128` are dropped."""
+    parts: list[int] = []
+    for piece in version.split("+", 1)[0].split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    if not parts:
+        raise ValueError(f"not a version: {version!r} (expected e.g. '0.10.2')")
+    return tuple(parts)
+
+
+def vllm_accepted_fields(path: str, version: str) -> frozenset[str]:
+    """The request fields a vLLM `version` knows on `path`; it ignores the others."""
+    base = _CHAT_FIELDS if path.endswith("/chat/completions") else _COMPLETION_FIELDS
+    v = version_tuple(version)
+    extra: set[str] = set()
+    if v >= _STRUCTURED_OUTPUTS_SINCE:
+        extra |= {"structured_outputs", "return_token_ids"}
+    if v < _GUIDED_UNTIL:
+        extra |= _GUIDED_FIELDS
+    return frozenset(base | extra)
+
+
+@dataclass(frozen=True)
+class AppliedConstraint:
+    """A structured-output constraint the fake applied: where, under which field, what."""
+
+    path: str
+    field: str  # "structured_outputs", "guided_json", "response_format", ...
+    kind: str  # "json", "json_object", "regex", "choice", "grammar"
+    spec: Any
+
+
+@dataclass
+class _StreamFailure:
+    after_chunks: int
+    message: str
+    kind: str
+    code: int
 
 
 class ScriptExhaustedError(ModelError):
@@ -252,6 +364,35 @@ def _error_body(message: str, kind: str, status: int, param: str | None = None) 
     return {"error": {"message": message, "type": kind, "param": param, "code": status}}
 
 
+def _stop_strings(stop: Any) -> list[str]:
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if isinstance(stop, list):
+        return [s for s in stop if isinstance(s, str) and s]
+    return []
+
+
+def _first_stop(text: str, stops: Sequence[str], new_from: int) -> tuple[int, str] | None:
+    """The earliest stop string in `text` that ends after `new_from`: (index, string)."""
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        at = text.find(stop, max(0, new_from - len(stop) + 1))
+        if at != -1 and (best is None or at < best[0]):
+            best = (at, stop)
+    return best
+
+
+def _trim_pieces(pieces: list[bytes], text: str) -> list[bytes]:
+    """Per-token text pieces cut so that they join to `text` (a prefix of their join)."""
+    budget = len(text.encode("utf-8"))
+    out: list[bytes] = []
+    for piece in pieces:
+        take = piece[: max(0, budget)]
+        budget -= len(take)
+        out.append(take)
+    return out
+
+
 @dataclass
 class _Generated:
     """One scripted completion as a server would sample it."""
@@ -259,9 +400,14 @@ class _Generated:
     token_ids: list[int]  # as sampled, the stop token included
     text_token_ids: list[int]  # what goes into `text`
     finish_reason: str
-    stop_reason: int | None
+    stop_reason: int | str | None
     text: str = ""
     messages: list[Message] = field(default_factory=list)
+    # A `stop` string ended generation: the detokenized text up to it (or through it,
+    # with include_stop_str_in_output) and how many characters of the last token's
+    # text lie beyond that cut.
+    cut_text: str | None = None
+    excess_chars: int = 0
 
 
 class FakeOpenAIServer:
@@ -269,6 +415,11 @@ class FakeOpenAIServer:
 
     >>> with FakeOpenAIServer(["<|channel|>final<|message|>Hi<|return|>"]) as server:
     ...     model = HarmonyCompletionsModel(base_url=server.base_url)
+
+    `vllm_version` picks the request fields it knows (see the module docstring);
+    `port=0` (the default) takes a free port, read back from `port` / `base_url`.
+    After a run, `ignored_fields` lists every request field a real vLLM of that version
+    would have ignored, and `constraints` every structured-output constraint applied.
     """
 
     def __init__(
@@ -281,17 +432,35 @@ class FakeOpenAIServer:
         delay: float = 0.0,
         chunk_tokens: int = 3,
         chunk_chars: int = 12,
+        vllm_version: str = DEFAULT_VLLM_VERSION,
+        delta_tokens: int | None = None,
+        port: int = 0,
     ) -> None:
+        version_tuple(vllm_version)  # a bad version fails here, not on the first request
+        if reasoning_field not in ("reasoning", "reasoning_content"):
+            raise ValueError(
+                f"reasoning_field must be 'reasoning' (vLLM since PR #27752) or "
+                f"'reasoning_content' (before it), not {reasoning_field!r}"
+            )
+        if delta_tokens is not None and delta_tokens < 1:
+            raise ValueError(f"delta_tokens must be at least 1 (or None), not {delta_tokens}")
         self.models = list(models)
         self.api_key = api_key
         self.reasoning_field = reasoning_field
         self.delay = delay
         self.chunk_tokens = max(1, chunk_tokens)
         self.chunk_chars = max(1, chunk_chars)
+        self.vllm_version = vllm_version
+        self.delta_tokens = delta_tokens
         self.requests: list[RecordedRequest] = []
         self.chat_conversations: list[list[Message]] = []
+        # Fields a vLLM of `vllm_version` would have ignored, one entry per request and field.
+        self.ignored_fields: list[str] = []
+        self.constraints: list[AppliedConstraint] = []
         self._script = _Script(completions, "FakeOpenAIServer")
         self._failures: list[int] = []
+        self._stream_failures: list[_StreamFailure] = []
+        self._port = port
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -301,7 +470,7 @@ class FakeOpenAIServer:
         if self._httpd is not None:
             return self
         handler = type("_Handler", (_Handler,), {"fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -345,6 +514,24 @@ class FakeOpenAIServer:
         with self._lock:
             self._failures.extend([status] * n)
 
+    def fail_stream_after(
+        self,
+        chunks: int = 1,
+        message: str = "the engine failed while generating (injected)",
+        *,
+        kind: str = "BadRequestError",
+        code: int = 400,
+    ) -> None:
+        """End the next streamed generation after `chunks` chunks with an error event.
+
+        vLLM sends it as `data: {"error": {"message", "type", "param", "code"}}` and then
+        `data: [DONE]`, on a response whose status (200) has already been sent.
+        """
+        if chunks < 0:
+            raise ValueError(f"chunks must be 0 or more, not {chunks}")
+        with self._lock:
+            self._stream_failures.append(_StreamFailure(chunks, message, kind, code))
+
     def bodies(self, path: str) -> list[Any]:
         """The JSON bodies received on `path` (e.g. "/v1/completions"), in order."""
         return [r.body for r in self.requests if r.path == path]
@@ -353,6 +540,113 @@ class FakeOpenAIServer:
     def _take_failure(self) -> int | None:
         with self._lock:
             return self._failures.pop(0) if self._failures else None
+
+    def _take_stream_failure(self) -> _StreamFailure | None:
+        with self._lock:
+            return self._stream_failures.pop(0) if self._stream_failures else None
+
+    def _check_request(self, path: str, body: dict[str, Any]) -> None:
+        """vLLM's request validation: unknown fields ignored (and listed), strict checks 400."""
+        accepted = vllm_accepted_fields(path, self.vllm_version)
+        ignored = [k for k in body if k not in accepted]
+        if ignored:
+            with self._lock:
+                self.ignored_fields.extend(ignored)
+        if body.get("stream_options") and not body.get("stream"):
+            raise _HTTPError(
+                400,
+                _error_body(
+                    "Stream options can only be defined when `stream=True`.",
+                    "BadRequestError",
+                    400,
+                    "stream_options",
+                ),
+            )
+
+    def _constraint(self, path: str, body: dict[str, Any]) -> AppliedConstraint | None:
+        """The structured-output constraint this vLLM version would apply, if any."""
+        accepted = vllm_accepted_fields(path, self.vllm_version)
+        found: list[AppliedConstraint] = []
+        so = body.get("structured_outputs")
+        if "structured_outputs" in accepted and isinstance(so, dict):
+            for kind in ("json", "regex", "choice", "grammar", "json_object"):
+                if so.get(kind) not in (None, False):
+                    spec = so[kind]
+                    if kind == "json" and isinstance(spec, str):
+                        spec = json.loads(spec)
+                    found.append(AppliedConstraint(path, "structured_outputs", kind, spec))
+        for name, kind in (
+            ("guided_json", "json"),
+            ("guided_regex", "regex"),
+            ("guided_choice", "choice"),
+            ("guided_grammar", "grammar"),
+        ):
+            if name in accepted and body.get(name) is not None:
+                spec = body[name]
+                if kind == "json" and isinstance(spec, str):
+                    spec = json.loads(spec)
+                found.append(AppliedConstraint(path, name, kind, spec))
+        fmt = body.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            found.append(AppliedConstraint(path, "response_format", "json", schema))
+        elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+            found.append(AppliedConstraint(path, "response_format", "json_object", True))
+        if len(found) > 1:
+            names = ", ".join(f"{c.field}.{c.kind}" for c in found)
+            raise _HTTPError(
+                400,
+                _error_body(
+                    "You can only use one kind of structured outputs constraint but multiple "
+                    f"are specified: {names}",
+                    "BadRequestError",
+                    400,
+                ),
+            )
+        if found:
+            with self._lock:
+                self.constraints.append(found[0])
+            return found[0]
+        return None
+
+    @staticmethod
+    def _check_constrained(constraint: AppliedConstraint, text: str, where: str) -> None:
+        """A scripted text a server applying `constraint` could not have produced: a 400."""
+        problem: str | None = None
+        if constraint.kind in ("json", "json_object"):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                problem = f"it is not JSON ({exc})"
+            else:
+                if constraint.kind == "json_object" and not isinstance(value, dict):
+                    problem = "it is not a JSON object"
+                elif constraint.kind == "json" and isinstance(constraint.spec, dict):
+                    import jsonschema
+
+                    errors = list(
+                        jsonschema.Draft202012Validator(constraint.spec).iter_errors(value)
+                    )
+                    if errors:
+                        problem = f"it breaks the schema: {errors[0].message}"
+        elif constraint.kind == "regex":
+            if re.fullmatch(str(constraint.spec), text) is None:
+                problem = f"it does not match the regex {constraint.spec!r}"
+        elif constraint.kind == "choice":
+            if text not in list(constraint.spec):
+                problem = f"it is not one of {list(constraint.spec)!r}"
+        if problem is not None:
+            raise _HTTPError(
+                400,
+                _error_body(
+                    f"FakeOpenAIServer: the scripted {where} {text[:80]!r} could not come from a "
+                    f"server applying {constraint.field} ({constraint.kind}): {problem}. Script "
+                    "a completion that satisfies the constraint, or leave the constraint out",
+                    "BadRequestError",
+                    400,
+                    constraint.field,
+                ),
+            )
 
     def _check_model(self, body: dict[str, Any]) -> str:
         name = body.get("model") or self.models[0]
@@ -372,8 +666,15 @@ class FakeOpenAIServer:
         enc = get_encoding()
         ids = enc.encode(text, allowed_special="all")
         stops = set(GPT_OSS_EOS_IDS) | set(extra_stops)
+        stop_strings = _stop_strings(body.get("stop"))
+        skip_special = body.get("skip_special_tokens", True) is not False
+        include_stop = bool(body.get("include_stop_str_in_output", False))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        seen = ""  # the detokenized text so far, as vLLM's stop-string check sees it
         out: list[int] = []
         finish, stop_reason, stopped_by_token = "length", None, False
+        stop_reason_text: str | None = None
+        cut: tuple[str, int] | None = None
         for tok in ids:
             if len(out) >= max_tokens:
                 break
@@ -383,11 +684,24 @@ class FakeOpenAIServer:
                 # vLLM checks the tokenizer's EOS first and gives it no stop_reason.
                 stop_reason = None if tok == RETURN else tok
                 break
+            if stop_strings:
+                start = len(seen)
+                if not (skip_special and enc.is_special_token(tok)):
+                    seen += decoder.decode(bytes(enc._inner.decode_bytes([tok])))
+                hit = _first_stop(seen, stop_strings, start)
+                if hit is not None:
+                    at, matched = hit
+                    end = at + len(matched) if include_stop else at
+                    finish, stop_reason_text, cut = "stop", matched, (seen[:end], len(seen) - end)
+                    break
         # A script that ends without a stop token ran out of tokens: gpt-oss always ends
         # a turn with <|return|> or <|call|>, so anything else was cut.
-        include_stop = bool(body.get("include_stop_str_in_output", False))
         text_ids = out[:-1] if stopped_by_token and not include_stop else list(out)
-        return _Generated(out, text_ids, finish, stop_reason)
+        gen = _Generated(out, text_ids, finish, stop_reason)
+        if cut is not None:
+            gen.stop_reason = stop_reason_text  # type: ignore[assignment]
+            gen.cut_text, gen.excess_chars = cut
+        return gen
 
     @staticmethod
     def _token_text(ids: Sequence[int], skip_special: bool) -> list[bytes]:
@@ -420,11 +734,21 @@ class FakeOpenAIServer:
                 400, _error_body("please provide at least one prompt", "BadRequestError", 400)
             )
         max_tokens = body.get("max_tokens")
+        constraint = self._constraint("/v1/completions", body)
         gen = self._generate(
             body, 16 if max_tokens is None else int(max_tokens), body.get("stop_token_ids") or ()
         )
         skip_special = body.get("skip_special_tokens", True) is not False
-        with_ids = bool(body.get("return_token_ids"))
+        with_ids = (
+            bool(body.get("return_token_ids"))
+            and version_tuple(self.vllm_version) >= _STRUCTURED_OUTPUTS_SINCE
+        )
+        if constraint is not None:
+            # A grammar covers every sampled token: the text without special tokens.
+            plain = b"".join(self._token_text(gen.text_token_ids, True)).decode(
+                "utf-8", errors="replace"
+            )
+            self._check_constrained(constraint, plain, "completion")
         usage = {
             "prompt_tokens": len(prompt_ids),
             "completion_tokens": len(gen.token_ids),
@@ -433,6 +757,8 @@ class FakeOpenAIServer:
         }
         cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         pieces = self._token_text(gen.text_token_ids, skip_special)
+        if gen.cut_text is not None:
+            pieces = _trim_pieces(pieces, gen.cut_text)
         if not body.get("stream"):
             choice: dict[str, Any] = {
                 "index": 0,
@@ -570,9 +896,22 @@ class FakeOpenAIServer:
             body, conversation, instructions, effort or "medium"
         )
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 1 << 30
-        gen = self._generate({**body, "include_stop_str_in_output": True}, int(max_tokens), ())
+        constraint = self._constraint("/v1/chat/completions", body)
+        gen = self._generate(body, int(max_tokens), body.get("stop_token_ids") or ())
         enc = get_encoding()
         messages = parse_completion_text(enc.decode(gen.token_ids)).messages
+        if gen.cut_text is not None and gen.excess_chars and messages:
+            # A stop string ended the turn inside the last token's text: cut it there.
+            last = messages[-1]
+            kept = last.content[: max(0, len(last.content) - gen.excess_chars)]
+            messages[-1] = Message(
+                last.role, kept, last.channel, last.recipient, last.content_type, stop=last.stop
+            )
+        if constraint is not None:
+            # gpt-oss's reasoning parser lets the grammar start at the final answer.
+            for m in messages:
+                if m.is_final:
+                    self._check_constrained(constraint, m.content, "final answer")
         reasoning = "\n".join(m.content for m in messages if m.is_reasoning) or None
         content = (
             "".join(m.content for m in messages if m.is_final or m.is_preamble or m.channel is None)
@@ -641,8 +980,63 @@ class FakeOpenAIServer:
             for i in range(0, len(text), self.chunk_chars):
                 yield text[i : i + self.chunk_chars]
 
+        def grouped() -> Iterator[dict[str, Any]]:
+            # One delta per `delta_tokens` sampled tokens, whatever channels they span.
+            parser = StreamParser()
+            calls: dict[int, int] = {}  # message index -> tool-call index
+            size = self.delta_tokens or 1
+            budget = {i: len(m.content) for i, m in enumerate(messages)}
+            for start in range(0, len(gen.token_ids), size):
+                delta: dict[str, Any] = {}
+                for event in parser.feed_tokens(gen.token_ids[start : start + size]):
+                    if isinstance(event, HeaderDone) and (event.recipient or "").startswith(
+                        "functions."
+                    ):
+                        index = calls[event.index] = len(calls)
+                        call = tool_calls[index] if index < len(tool_calls) else None
+                        delta.setdefault("tool_calls", []).append(
+                            {
+                                "index": index,
+                                "id": call["id"] if call else f"chatcmpl-tool-{index}",
+                                "type": "function",
+                                "function": {
+                                    "name": event.recipient.removeprefix("functions."),
+                                    "arguments": "",
+                                },
+                            }
+                        )
+                    elif isinstance(event, ContentDelta):
+                        text = event.delta[: budget.get(event.index, len(event.delta))]
+                        budget[event.index] = budget.get(event.index, 0) - len(text)
+                        if not text:
+                            continue
+                        if event.index in calls:
+                            delta.setdefault("tool_calls", []).append(
+                                {"index": calls[event.index], "function": {"arguments": text}}
+                            )
+                        elif event.channel == "analysis":
+                            key = self.reasoning_field
+                            delta[key] = delta.get(key, "") + text
+                        else:
+                            delta["content"] = delta.get("content", "") + text
+                if delta:
+                    yield chunk(delta)
+
         def chunks() -> Iterator[dict[str, Any]]:
             yield chunk({"role": "assistant", "content": ""})
+            if self.delta_tokens is not None:
+                yield from grouped()
+                yield chunk({}, finish)
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    yield {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                return
             for piece in pieces(reasoning or ""):
                 yield chunk({self.reasoning_field: piece})
             for piece in pieces(content or ""):
@@ -705,6 +1099,15 @@ class FakeOpenAIServer:
             DeveloperConfig(instructions=instructions, tools=namespaces),
         )
         return renderer.render(conversation).length
+
+
+def _failing(events: Iterator[dict[str, Any]], failure: _StreamFailure) -> Iterator[dict[str, Any]]:
+    """`events` cut after `failure.after_chunks`, then vLLM's streamed error event."""
+    for sent, event in enumerate(events):
+        if sent >= failure.after_chunks:
+            break
+        yield event
+    yield _error_body(failure.message, failure.kind, failure.code)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -779,6 +1182,9 @@ class _Handler(BaseHTTPRequestHandler):
                 ]
                 self._send_json(200, {"object": "list", "data": cards})
                 return
+            if method == "GET" and path == "/version":
+                self._send_json(200, {"version": fake.vllm_version})
+                return
             routes = {"/v1/completions": fake.completions, "/v1/chat/completions": fake.chat}
             if method != "POST" or path not in routes:
                 raise _HTTPError(404, {"detail": "Not Found"})
@@ -786,6 +1192,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _HTTPError(
                     400, _error_body("the body must be a JSON object", "BadRequestError", 400)
                 )
+            fake._check_request(path, body)
             if fake.delay:
                 time.sleep(fake.delay)
             status = fake._take_failure()
@@ -796,7 +1203,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             whole, stream = routes[path](body)
             if stream is not None:
-                self._send_sse(stream)
+                failure = fake._take_stream_failure()
+                self._send_sse(stream if failure is None else _failing(stream, failure))
             else:
                 self._send_json(200, whole)
         except _HTTPError as err:
