@@ -106,7 +106,11 @@ def _rows(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str | None]]
         reader = csv.DictReader(text.splitlines())
         for n, row in enumerate(reader, 1):
             if None in row:  # more cells than the header names
-                yield n, None, f"row {n} has more cells than the header ({len(reader.fieldnames or [])})"
+                yield (
+                    n,
+                    None,
+                    f"row {n} has more cells than the header ({len(reader.fieldnames or [])})",
+                )
             else:
                 yield n, {k: v for k, v in row.items() if k is not None}, None
         return

@@ -60,9 +60,7 @@ def script(body: dict[str, Any]) -> str:
     users = _USER.findall(prompt)
     asked = users[-1] if users else ""
     if "NEVER" in asked:
-        return (
-            "<|channel|>commentary to=functions.nothing <|constrain|>json<|message|>{}<|call|>"
-        )
+        return "<|channel|>commentary to=functions.nothing <|constrain|>json<|message|>{}<|call|>"
     done = prompt.count(RESULT_HEADER)
     if done < STEPS:
         sleep = 0.5 if "SLOW" in asked else 0.0

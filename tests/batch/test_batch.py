@@ -56,7 +56,10 @@ def test_a_batch_of_runs_with_bad_inputs_among_them(
         assert json.loads((out / "runs" / k / "result.json").read_text())["status"] == "completed"
     # The bad rows: reported with their reason, never run; the run that fails: retried once.
     bad = {k: r for k, r in runs.items() if k not in good}
-    assert bad["bumper-6"]["error"].startswith("line 6 is not JSON") and bad["bumper-6"]["attempts"] == 0
+    assert (
+        bad["bumper-6"]["error"].startswith("line 6 is not JSON")
+        and bad["bumper-6"]["attempts"] == 0
+    )
     assert "placeholder(s) word" in bad["bumper-nofield"]["error"]
     never = bad["bumper-never"]
     assert never["status"] == "failed" and never["attempts"] == 2, never
