@@ -18,6 +18,12 @@ from harmonygraph.tracing import FakeOpenAIServer  # noqa: E402
 
 @pytest.fixture
 def server() -> Iterator[FakeOpenAIServer]:
-    """A fake vLLM serving openai/gpt-oss-20b on 127.0.0.1; tests script it with `add`."""
+    """A fake vLLM serving openai/gpt-oss-20b on 127.0.0.1; tests script it with `add`.
+
+    After the test, nothing the client sent may be a field vLLM would ignore in silence.
+    """
     with FakeOpenAIServer() as fake:
         yield fake
+    assert fake.ignored_fields == [], (
+        f"the client sent fields vLLM {fake.vllm_version} ignores: {sorted(set(fake.ignored_fields))}"
+    )
