@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "db": ("harmonygraph.tools.retrieval.cli:db_app", "The embedded Postgres (pgvector)."),
     "index": ("harmonygraph.tools.retrieval.cli:index_app", "Index documents and search them."),
     "mcp": ("harmonygraph.tools.mcp.cli:app", "Serve the built-in tools over MCP; list a server's tools."),
+    "fake-server": ("harmonygraph.tracing.cli:app", "Serve the vLLM-like FakeOpenAIServer, scripted with completions."),
 }
 
 
