@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "db": ("harmonygraph.tools.retrieval.cli:db_app", "The embedded Postgres (pgvector)."),
     "index": ("harmonygraph.tools.retrieval.cli:index_app", "Index documents and search them."),
     "mcp": ("harmonygraph.tools.mcp.cli:app", "Serve the built-in tools over MCP; list a server's tools."),
+    "serve": ("harmonygraph.serve.cli:app", "Serve agents as an OpenAI Responses endpoint, with the dashboard."),
     "fake-server": ("harmonygraph.tracing.cli:app", "Serve the vLLM-like FakeOpenAIServer, scripted with completions."),
 }
 
@@ -391,6 +392,10 @@ def demo(
             "needs --base-url/--model, as the recorded turns answer only the sample",
         ),
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="then show the report in the dashboard (serve)")
+    ] = False,
+    port: Annotated[int, typer.Option("--port", help="the dashboard's port (--serve)")] = 8000,
 ) -> None:
     """Survey responses in, a cited report with charts out: the survey pipeline end to end.
 
@@ -501,6 +506,10 @@ def demo(
     for kind, path in paths.items():
         if path:
             console.print(f"  {kind:5} {path}")
+    if serve:
+        from harmonygraph.serve.cli import serve_report
+
+        serve_report(out, port=port)
 
 
 # -- doctor -----------------------------------------------------------------------------

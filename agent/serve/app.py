@@ -49,6 +49,8 @@ class ServeConfig:
     survey_model: Any = None
     survey_options: dict[str, Any] = field(default_factory=dict)
     key_cache_s: float = 2.0
+    # report folders made elsewhere (the demo's), listed on the reports page at start
+    reports: list[tuple[str, Path]] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -95,6 +97,10 @@ def create_app(config: ServeConfig) -> App:
             async with open_saver(config.database_url, pool_size=config.pool_size) as saver:
                 a.store = store
                 a.service = ResponsesService({s.name: s for s in config.agents}, store, saver)
+                from harmonygraph.serve.dashboard import add_finished_report
+
+                for title, folder in config.reports:
+                    await add_finished_report(store, title, folder)
                 try:
                     yield
                 finally:

@@ -1,0 +1,237 @@
+"""`harmonygraph serve`: the Responses endpoint and the dashboard; `serve keys` manages keys.
+
+harmonygraph serve --task helper.yaml --task analyst.yaml --port 8000
+harmonygraph serve --agent mypackage.agents:support --show-reasoning support
+harmonygraph serve keys create alice [--show-reasoning] [--max-concurrent 4] [--per-minute 60]
+harmonygraph serve keys list | revoke KEY_ID
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Serve agents as an OpenAI Responses endpoint, with the dashboard.",
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="Postgres URL (env DATABASE_URL; default: the embedded one)"
+    ),
+]
+
+
+class ServeSetupError(RuntimeError):
+    """The served agents cannot be set up (a task file, an import, a duplicate name)."""
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def load_agents(
+    tasks: list[Path],
+    refs: list[str],
+    *,
+    show_reasoning: list[str] = (),  # type: ignore[assignment]
+    base_url: str | None = None,
+    model: str | None = None,
+    api: str | None = None,
+) -> list[Any]:
+    """The served agents: one per task file (named by its `name`) and per `module:obj`
+    (an `Agent`, a `ServedAgent`, or a list of them)."""
+    from harmonygraph.engine import Agent
+    from harmonygraph.serve.service import ServedAgent
+    from harmonygraph.task import TaskError, agent_for_task, import_object, load_task
+
+    served: list[ServedAgent] = []
+    for path in tasks:
+        try:
+            spec = load_task(path)
+            agent = agent_for_task(spec, base_url=base_url, model=model, api=api)
+        except TaskError as exc:
+            raise ServeSetupError(str(exc)) from None
+        served.append(ServedAgent(spec.name, agent))
+    for ref in refs:
+        try:
+            obj = import_object(ref, Path.cwd())
+        except TaskError as exc:
+            raise ServeSetupError(str(exc)) from None
+        for item in obj if isinstance(obj, list | tuple) else [obj]:
+            if isinstance(item, ServedAgent):
+                served.append(item)
+            elif isinstance(item, Agent):
+                served.append(ServedAgent(item.name, item))
+            else:
+                raise ServeSetupError(
+                    f"{ref} is a {type(item).__name__}, not an Agent or ServedAgent"
+                )
+    names = [s.name for s in served]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ServeSetupError(f"two served agents are named {', '.join(dupes)}: rename one")
+    for name in show_reasoning:
+        if name not in names:
+            raise ServeSetupError(f"--show-reasoning {name}: no served agent has that name")
+    for s in served:
+        s.show_reasoning = s.show_reasoning or s.name in show_reasoning
+    return served
+
+
+@app.callback(invoke_without_command=True)
+def serve(
+    ctx: typer.Context,
+    task: Annotated[
+        list[Path], typer.Option("--task", help="a task file to serve (repeatable)")
+    ] = [],  # noqa: B006
+    agent: Annotated[
+        list[str], typer.Option("--agent", help="module:obj, an Agent to serve (repeatable)")
+    ] = [],  # noqa: B006
+    show_reasoning: Annotated[
+        list[str],
+        typer.Option(
+            "--show-reasoning", help="an agent whose reasoning clients may see (repeatable)"
+        ),
+    ] = [],  # noqa: B006
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    database_url: DatabaseUrl = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="model server for task files")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model name for task files")] = None,
+    api: Annotated[str | None, typer.Option("--api")] = None,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes")] = 1_000_000,
+    max_concurrent: Annotated[int, typer.Option("--max-concurrent", help="per key")] = 16,
+    per_minute: Annotated[int, typer.Option("--per-minute", help="requests per key")] = 600,
+    survey_agent: Annotated[
+        str | None,
+        typer.Option("--survey-agent", help="served agent whose model runs uploaded surveys"),
+    ] = None,
+    reports_dir: Annotated[Path, typer.Option("--reports-dir")] = Path(".harmonygraph") / "reports",
+) -> None:
+    """Serve the agents at /v1/responses and the dashboard at /, until interrupted."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not task and not agent:
+        raise _fail("give at least one agent: --task FILE or --agent module:obj")
+    from harmonygraph.serve.app import ServeConfig
+    from harmonygraph.tools.retrieval.db import database_url as resolve_url
+
+    try:
+        served = load_agents(task, agent, show_reasoning=show_reasoning, base_url=base_url,
+                             model=model, api=api)  # fmt: skip
+    except ServeSetupError as exc:
+        raise _fail(str(exc)) from None
+    survey_model = None
+    if survey_agent:
+        found = next((s for s in served if s.name == survey_agent), None)
+        if found is None:
+            raise _fail(f"--survey-agent {survey_agent}: no served agent has that name")
+        survey_model = found.agent.model
+    config = ServeConfig(
+        agents=served, database_url=resolve_url(database_url), max_body_bytes=max_body_bytes,
+        max_concurrent=max_concurrent, per_minute=per_minute, survey_model=survey_model,
+        reports_dir=reports_dir,
+    )  # fmt: skip
+    run(config, host, port)
+
+
+def run(config: Any, host: str, port: int) -> None:
+    import uvicorn
+    from harmonygraph.serve.app import create_app
+
+    names = ", ".join(s.name for s in config.agents) or "none"
+    err.print(f"[bold]harmonygraph serve[/] · agents: {names} · http://{host}:{port}/ "
+              f"(API at /v1, dashboard at /)")  # fmt: skip
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+def serve_report(out: Path, *, host: str = "127.0.0.1", port: int = 8000,
+                 database_url: str | None = None) -> None:  # fmt: skip
+    """`harmonygraph demo --serve`: the report in `out` on the dashboard, with a key to sign in."""
+    from harmonygraph.concurrency import run_sync
+    from harmonygraph.serve.app import ServeConfig
+    from harmonygraph.serve.store import ServeStore
+    from harmonygraph.tools.retrieval.db import database_url as resolve_url
+
+    url = resolve_url(database_url)
+
+    async def key() -> str:
+        async with ServeStore(url, max_size=1) as store:
+            _, secret = await store.create_key("demo", show_reasoning=True)
+            return secret
+
+    secret = run_sync(key())
+    console.print(f"sign in at http://{host}:{port}/signin with the key [bold]{secret}[/]")
+    run(ServeConfig(agents=[], database_url=url, reports=[("Survey demo", out)]), host, port)
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+def _store_call(database_url: str | None, fn: Any) -> Any:
+    from harmonygraph.concurrency import run_sync
+    from harmonygraph.serve.store import ServeStore
+    from harmonygraph.tools.retrieval.db import database_url as resolve_url
+
+    url = resolve_url(database_url)
+
+    async def go() -> Any:
+        async with ServeStore(url, max_size=1) as store:
+            return await fn(store)
+
+    return run_sync(go())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    show_reasoning: Annotated[
+        bool, typer.Option("--show-reasoning", help="may see reasoning in the dashboard")
+    ] = False,
+    max_concurrent: Annotated[int | None, typer.Option("--max-concurrent")] = None,
+    per_minute: Annotated[int | None, typer.Option("--per-minute")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """A new key, printed once: only its hash is kept."""
+    record, secret = _store_call(database_url, lambda st: st.create_key(
+        name, show_reasoning=show_reasoning, max_concurrent=max_concurrent, per_minute=per_minute))  # fmt: skip
+    err.print(f"created {record.id} ({name}); the key is shown only now:")
+    sys.stdout.write(secret + "\n")
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseUrl = None) -> None:
+    """Every key: id, name, a hint of the key, limits, and whether it is revoked."""
+    import datetime as dt
+
+    for k in _store_call(database_url, lambda st: st.list_keys()):
+        state = "revoked" if k.revoked_at else "active"
+        made = dt.datetime.fromtimestamp(k.created_at).strftime("%Y-%m-%d %H:%M")
+        sys.stdout.write(
+            f"{k.id}  {k.name:16} {k.hint}  {state:8} created {made}  "
+            f"reasoning={'yes' if k.show_reasoning else 'no'} "
+            f"max_concurrent={k.max_concurrent or '-'} per_minute={k.per_minute or '-'}\n"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke a key by its id (or name): its requests are refused from now on."""
+    if not _store_call(database_url, lambda st: st.revoke_key(key_id)):
+        raise _fail(f"no active key {key_id}")
+    console.print(f"revoked {key_id}")

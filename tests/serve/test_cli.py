@@ -1,0 +1,85 @@
+"""`harmonygraph serve` as a command: keys created, listed and revoked; a task file served
+in a separate process, answering the openai client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.serve.conftest import final
+
+pytestmark = pytest.mark.postgres
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harmonygraph", "serve", *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_keys_create_list_revoke(pg_url):
+    made = _cli("keys", "create", "carol", "--per-minute", "30", "--database-url", pg_url)
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("hg-") and len(secret) > 40
+    key_id = made.stderr.split()[1]
+    listed = _cli("keys", "list", "--database-url", pg_url)
+    line = next(row for row in listed.stdout.splitlines() if row.startswith(key_id))
+    assert "carol" in line and "active" in line and "per_minute=30" in line
+    assert secret not in listed.stdout  # only a hint of it
+    assert _cli("keys", "revoke", key_id, "--database-url", pg_url).returncode == 0
+    assert "revoked" in next(r for r in _cli("keys", "list", "--database-url", pg_url)
+                             .stdout.splitlines() if r.startswith(key_id))  # fmt: skip
+    again = _cli("keys", "revoke", key_id, "--database-url", pg_url)
+    assert again.returncode == 2 and "no active key" in again.stderr
+
+
+def test_serve_a_task_file(pg_url, tmp_path):
+    from harmonygraph.tracing import FakeOpenAIServer
+    from openai import OpenAI
+
+    from tests.serve.conftest import make_key
+
+    task = tmp_path / "helper.yaml"
+    with FakeOpenAIServer([final("Served from a task file.")]) as fake:
+        task.write_text(
+            f"name: helper\ninstructions: Be brief.\ninput: unused\nreasoning: low\n"
+            f"model: {{base_url: {fake.base_url}, name: openai/gpt-oss-20b, api: completions}}\n"
+        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harmonygraph", "serve", "--task", str(task), "--port",
+             str(port), "--database-url", pg_url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            key = make_key(pg_url, "cli")
+            client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+            assert [m.id for m in client.models.list()] == ["helper"]
+            resp = client.responses.create(model="helper", input="Hi")
+            assert resp.output_text == "Served from a task file."
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_serve_refuses_without_agents():
+    r = _cli()
+    assert r.returncode == 2 and "--task FILE or --agent" in r.stderr
