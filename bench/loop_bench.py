@@ -1,12 +1,21 @@
-"""The agent loop's own overhead per step, beside LangGraph's prebuilt ReAct agent.
+"""The agent loop's own overhead per step, beside LangGraph's prebuilt ReAct agent and a
+bare two-node `StateGraph`, with and without a checkpointer, OpenTelemetry off and on.
 
-Both agents get an equally instant fake model that calls `add(a, b)` N times and then
+Every agent gets an equally instant fake model that calls `add(a, b)` N times and then
 answers; the tool is instant too, so what is measured is the framework. Ours includes
 rendering the harmony prompt (incrementally) and parsing the harmony completion every
-step, which the ReAct agent does not do at all. Time per extra step is the slope
-between N = 1 and N = 50 steps; a flat cost shows as equal slopes over both halves.
+step, which the ReAct agent does not do at all. Time per extra step is the slope between
+N = 1 and N = 50 steps; a flat cost shows as equal slopes over both halves (1→25, 25→50).
+
+All systems run in this one process, interleaved: each round runs every system at 1, 25
+and 50 steps (the order rotating), and the figures are the median and range over rounds
+of each round's slope, and of each round's ratio to its comparison row (ReAct with the
+same saver for checkpointed runs, the bare graph for one-shot runs). Times are CPU time
+of the process (all its threads), so that other work on the machine counts less; wall
+time is kept in the JSON too.
 
     python bench/loop_bench.py            # prints a table, writes bench/results/loop.json
+    BENCH_ROUNDS=15 python bench/loop_bench.py
 """
 
 from __future__ import annotations
@@ -77,25 +86,115 @@ class InstantHarmonyModel:
         return None
 
 
-def time_ours(steps: int, repeats: int, checkpointer: Any) -> float:
-    async def once() -> float:
-        agent = Agent(
-            InstantHarmonyModel(steps - 1),
-            tools=[add],
-            checkpointer=checkpointer,
-            limits=RunLimits(max_steps=steps + 1, max_tool_calls=steps + 1),
-            current_date="2026-01-01",
+def _append_ints(left: list[int], right: list[int]) -> list[int]:
+    return left + right
+
+
+class BareState(TypedDict, total=False):
+    messages: Annotated[list[int], _append_ints]
+    steps: int
+
+
+def rss_after_import() -> dict[str, float]:
+    """Peak RSS (MB) of a fresh interpreter after importing what an agent needs, and after
+    importing langgraph alone, for scale."""
+    import subprocess
+
+    # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec.
+    probe = (
+        "{imports}\n"
+        "print(next(int(line.split()[1]) for line in open('/proc/self/status') "
+        "if line.startswith('VmHWM:')) / 1024)"
+    )
+    out = {}
+    for label, imports in [
+        (
+            "harmonygraph (Agent, tool, the loop)",
+            "from harmonygraph import Agent, tool\nimport harmonygraph.engine.loop",
+        ),
+        ("langgraph.graph alone", "import langgraph.graph"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(imports=imports)],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+        out[label] = round(float(done.stdout.strip()), 1)
+    return out
+
+
+
+
+# -- the systems, each a factory of one timed run of N steps -----------------------------
+
+Timed = tuple[float, float]  # (CPU s, wall s)
+
+
+def _timed_async(make: Any) -> Timed:
+    """CPU and wall time of `asyncio.run(make())`'s coroutine body, set-up excluded."""
+
+    async def body() -> Timed:
+        run = await make()
+        c, w = time.process_time(), time.perf_counter()
+        await run()
+        return time.process_time() - c, time.perf_counter() - w
+
+    return asyncio.run(body())
+
+
+def ours(checkpointer: Any = None, thread: bool = False) -> Any:
+    def once(steps: int) -> Timed:
+        async def make() -> Any:
+            saver = checkpointer() if callable(checkpointer) else checkpointer
+            agent = Agent(
+                InstantHarmonyModel(steps - 1),
+                tools=[add],
+                checkpointer=saver,
+                limits=RunLimits(max_steps=steps + 1, max_tool_calls=steps + 1),
+                current_date="2026-01-01",
+            )
+
+            async def run() -> None:
+                result = await agent.arun("Add numbers.", thread_id="t" if thread else None)
+                assert result.steps == steps, result.steps
+
+            return run
+
+        return _timed_async(make)
+
+    return once
+
+
+class OtelOn:
+    """OpenTelemetry configured as in production: the SDK's provider and batch processor
+    (exporting to memory here, so no network is timed), spans for every run and call."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
         )
-        t = time.perf_counter()
-        result = await agent.arun("Add numbers.")
-        elapsed = time.perf_counter() - t
-        assert result.steps == steps, result.steps
-        return elapsed
 
-    return _median(lambda: asyncio.run(once()), repeats)
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+
+    def __call__(self, steps: int) -> Timed:
+        from harmonygraph.tracing import otel
+
+        otel.configure(self.provider)
+        try:
+            timed = ours()(steps)
+            self.provider.force_flush()
+            spans = len(self.exporter.get_finished_spans())
+            assert spans == 1 + steps + (steps - 1), spans
+            self.exporter.clear()
+            return timed
+        finally:
+            otel.configure(None)
 
 
-def time_react(steps: int, repeats: int) -> float:
+def react(saver: Any = None) -> Any:
     from langchain_core.language_models.chat_models import BaseChatModel
     from langchain_core.messages import AIMessage
     from langchain_core.outputs import ChatGeneration, ChatResult
@@ -133,124 +232,144 @@ def time_react(steps: int, repeats: int) -> float:
             self.step += 1
             return ChatResult(generations=[ChatGeneration(message=msg)])
 
-    def once() -> float:
-        agent = create_react_agent(InstantChat(calls=steps - 1), [add_lc])
-        t = time.perf_counter()
-        agent.invoke({"messages": [("user", "Add numbers.")]}, {"recursion_limit": 500})
-        return time.perf_counter() - t
+    def once(steps: int) -> Timed:
+        async def make() -> Any:
+            agent = create_react_agent(
+                InstantChat(calls=steps - 1), [add_lc], checkpointer=saver() if saver else None
+            )
+            config = {"recursion_limit": 500, "configurable": {"thread_id": "t"}}
 
-    return _median(once, repeats)
+            async def run() -> None:
+                out = await agent.ainvoke({"messages": [("user", "Add numbers.")]}, config)
+                assert len(out["messages"]) == 2 * steps, len(out["messages"])
+
+            return run
+
+        return _timed_async(make)
+
+    return once
 
 
-def _append_ints(left: list[int], right: list[int]) -> list[int]:
-    return left + right
-
-
-class BareState(TypedDict, total=False):
-    messages: Annotated[list[int], _append_ints]
-    steps: int
-
-
-def time_bare_langgraph(steps: int, repeats: int) -> float:
+def bare(steps: int) -> Timed:
     """The floor: a two-node `StateGraph` (model, tools) whose nodes do nothing."""
     from langgraph.graph import END, START, StateGraph
 
-    State = BareState
+    async def make() -> Any:
+        async def model(state: BareState) -> dict[str, Any]:
+            return {"messages": [1], "steps": state.get("steps", 0) + 1}
 
-    async def model(state: State) -> dict[str, Any]:
-        return {"messages": [1], "steps": state.get("steps", 0) + 1}
+        async def tools(state: BareState) -> dict[str, Any]:
+            return {"messages": [2]}
 
-    async def tools(state: State) -> dict[str, Any]:
-        return {"messages": [2]}
+        graph = StateGraph(BareState)
+        graph.add_node("model", model)
+        graph.add_node("tools", tools)
+        graph.add_edge(START, "model")
+        graph.add_conditional_edges(
+            "model", lambda s: "tools" if s["steps"] < steps else END, ["tools", END]
+        )
+        graph.add_edge("tools", "model")
+        compiled = graph.compile()
 
-    graph = StateGraph(State)
-    graph.add_node("model", model)
-    graph.add_node("tools", tools)
-    graph.add_edge(START, "model")
-    graph.add_conditional_edges(
-        "model", lambda s: "tools" if s["steps"] < steps else END, ["tools", END]
-    )
-    graph.add_edge("tools", "model")
-    compiled = graph.compile()
+        async def run() -> None:
+            await compiled.ainvoke({"messages": [], "steps": 0}, {"recursion_limit": 10_000})
 
-    async def once() -> float:
-        t = time.perf_counter()
-        await compiled.ainvoke({"messages": [], "steps": 0}, {"recursion_limit": 10_000})
-        return time.perf_counter() - t
+        return run
 
-    return _median(lambda: asyncio.run(once()), repeats)
-
-
-def _median(fn: Any, repeats: int) -> float:
-    fn()  # warm up imports and caches
-    samples = []
-    for _ in range(repeats):
-        gc.collect()
-        samples.append(fn())
-    return statistics.median(samples)
+    return _timed_async(make)
 
 
-def rss_after_import() -> dict[str, float]:
-    """Peak RSS (MB) of a fresh interpreter after importing what an agent needs, and after
-    importing langgraph alone, for scale."""
-    import subprocess
+def stock_serializer_saver() -> Any:
+    """Our state on LangGraph's own serializer (what `serializer()` replaced), for scale."""
+    from harmonygraph.engine.checkpoint import STATE_TYPES
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-    # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec.
-    probe = (
-        "{imports}\n"
-        "print(next(int(line.split()[1]) for line in open('/proc/self/status') "
-        "if line.startswith('VmHWM:')) / 1024)"
-    )
-    out = {}
-    for label, imports in [
+    return InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+
+
+def systems() -> list[tuple[str, str | None, Any]]:
+    """(label, the label it is compared with, runner). One-shot rows compare with the bare
+    graph; checkpointed rows with ReAct on the same kind of saver."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    rows: list[tuple[str, str | None, Any]] = [
+        ("harmonygraph, one-shot (no checkpointer)", BARE, ours()),
+        ("harmonygraph, one-shot, OpenTelemetry spans on", BARE, None),
+        ("harmonygraph, thread on InMemorySaver", REACT_SAVER, ours(memory_saver, thread=True)),
         (
-            "harmonygraph (Agent, tool, the loop)",
-            "from harmonygraph import Agent, tool\nimport harmonygraph.engine.loop",
+            "harmonygraph, thread on InMemorySaver, LangGraph's stock serializer",
+            REACT_SAVER,
+            ours(stock_serializer_saver, thread=True),
         ),
-        ("langgraph.graph alone", "import langgraph.graph"),
-    ]:
-        done = subprocess.run(
-            [sys.executable, "-c", probe.format(imports=imports)],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-        )  # fmt: skip
-        out[label] = round(float(done.stdout.strip()), 1)
-    return out
+        (REACT_SAVER, None, react(InMemorySaver)),
+        ("langgraph.prebuilt.create_react_agent, no saver", BARE, react()),
+        (BARE, None, bare),
+    ]
+    try:
+        rows[1] = (rows[1][0], BARE, OtelOn())
+    except ImportError:  # the `opentelemetry` extra is not installed
+        del rows[1]
+    return rows
+
+
+BARE = "bare LangGraph StateGraph, 2 empty nodes (floor)"
+REACT_SAVER = "langgraph.prebuilt.create_react_agent, InMemorySaver"
+POINTS = (1, 25, 50)
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def main() -> None:
-    repeats = int(os.environ.get("BENCH_REPEATS", "7"))
-    points = [1, 25, 50]
+    rounds = int(os.environ.get("BENCH_ROUNDS", "9"))
+    table = systems()
+    for _label, _, fn in table:  # warm up imports and caches
+        for n in POINTS:
+            fn(n)
+    samples: dict[str, list[dict[int, Timed]]] = {label: [] for label, _, _ in table}
+    for r in range(rounds):
+        order = table[r % len(table) :] + table[: r % len(table)]
+        for label, _, fn in order:
+            gc.collect()
+            samples[label].append({n: fn(n) for n in POINTS})
+        print(f"round {r + 1}/{rounds}", file=sys.stderr)
+
+    def slopes(label: str, kind: int, a: int, b: int) -> list[float]:
+        return [(s[b][kind] - s[a][kind]) / (b - a) * 1000 for s in samples[label]]
+
     rows = []
-    for label, fn in [
-        ("harmonygraph (no checkpointer)", lambda n: time_ours(n, repeats, None)),
-        ("harmonygraph (in-memory checkpointer)", lambda n: time_ours(n, repeats, memory_saver())),
-        ("langgraph.prebuilt.create_react_agent", lambda n: time_react(n, repeats)),
-        (
-            "bare LangGraph StateGraph, 2 empty nodes (floor)",
-            lambda n: time_bare_langgraph(n, repeats),
-        ),
-    ]:
-        t = {n: fn(n) for n in points}
-        per_step = (t[50] - t[1]) / 49 * 1000
-        first_half = (t[25] - t[1]) / 24 * 1000
-        second_half = (t[50] - t[25]) / 25 * 1000
-        rows.append(
-            {
-                "system": label,
-                "ms_per_step": round(per_step, 3),
-                "ms_per_step_1_25": round(first_half, 3),
-                "ms_per_step_25_50": round(second_half, 3),
-                "total_ms_50_steps": round(t[50] * 1000, 2),
-            }
-        )
-    react = rows[2]["ms_per_step"]
-    for r in rows:
-        r["ratio_to_react"] = round(r["ms_per_step"] / react, 3)
-    print(f"{'system':50} {'ms/step':>8} {'1→25':>7} {'25→50':>7} {'× react':>8}")
-    for r in rows:
+    for label, versus, _ in table:
+        per_step = slopes(label, 0, 1, 50)
+        row: dict[str, Any] = {
+            "system": label,
+            "cpu_ms_per_step": _stats(per_step),
+            "cpu_ms_per_step_1_25": _stats(slopes(label, 0, 1, 25)),
+            "cpu_ms_per_step_25_50": _stats(slopes(label, 0, 25, 50)),
+            "wall_ms_per_step": _stats(slopes(label, 1, 1, 50)),
+            "cpu_ms_50_steps": _stats([s[50][0] * 1000 for s in samples[label]]),
+        }
+        if versus is not None:
+            theirs = slopes(versus, 0, 1, 50)
+            row["versus"] = versus
+            row["ratio"] = _stats([a / b for a, b in zip(per_step, theirs, strict=True)])
+        rows.append(row)
+
+    def cell(st: dict[str, float]) -> str:
+        return f"{st['median']:.2f} ({st['min']:.2f}–{st['max']:.2f})"
+
+    print(f"{'system':70} {'CPU ms/step':>20} {'1→25':>6} {'25→50':>6}  ratio")
+    for row in rows:
+        ratio = f"{cell(row['ratio'])} × {row['versus'][:28]}" if "ratio" in row else ""
         print(
-            f"{r['system']:50} {r['ms_per_step']:8.3f} {r['ms_per_step_1_25']:7.3f} "
-            f"{r['ms_per_step_25_50']:7.3f} {r['ratio_to_react']:8.2f}"
+            f"{row['system']:70} {cell(row['cpu_ms_per_step']):>20} "
+            f"{row['cpu_ms_per_step_1_25']['median']:6.2f} "
+            f"{row['cpu_ms_per_step_25_50']['median']:6.2f}  {ratio}"
         )
     rss = rss_after_import()
     for label, mb in rss.items():
@@ -261,7 +380,8 @@ def main() -> None:
         json.dumps(
             {
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "repeats": repeats,
+                "rounds": rounds,
+                "unit": "ms per extra step: median (min–max) over interleaved rounds",
                 "rows": rows,
                 "rss_after_import_mb": rss,
             },

@@ -174,7 +174,7 @@ async def _stream_model(
     return response
 
 
-def route_after_model(state: LoopState) -> str:
+async def route_after_model(state: LoopState) -> str:
     if state.get("status", "running") != "running":
         return END
     messages = state.get("messages", [])
@@ -313,7 +313,7 @@ def _tool_update(
     }
 
 
-def validate_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, Any]:
+async def validate_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, Any]:
     rt = runtime.context
     final = state["messages"][-1]
     if final.stop is None:
@@ -348,11 +348,11 @@ def validate_node(state: LoopState, runtime: Runtime[LoopRuntime]) -> dict[str, 
     return {"status": "completed", "output": final.content, "output_errors": []}
 
 
-def route_after_validate(state: LoopState) -> str:
+async def route_after_validate(state: LoopState) -> str:
     return END if state.get("status", "running") != "running" else "model"
 
 
-def route_after_tools(state: LoopState) -> str:
+async def route_after_tools(state: LoopState) -> str:
     if state.get("status", "running") != "running":
         return END
     return "tools" if pending_call(state.get("messages", [])) else "model"

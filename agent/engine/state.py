@@ -14,21 +14,35 @@ from harmonygraph.bounds import clean_text
 from harmonygraph.engine.limits import RunStatus
 from harmonygraph.harmony.messages import Message
 from harmonygraph.models.base import Usage
+from langgraph.channels.delta import DeltaChannel
 
 __all__ = ["LoopState", "initial_state", "storable"]
 
 
-def _append(left: list[Any], right: list[Any]) -> list[Any]:
-    return left + right
+def _extend(left: list[Any], writes: Sequence[list[Any]]) -> list[Any]:
+    """The list with each write's items appended, in order (a new list: values already
+    handed out stay as they were)."""
+    out = list(left)
+    for items in writes:
+        out.extend(items)
+    return out
+
+
+def _appended() -> DeltaChannel[list[Any]]:
+    # A delta channel: a checkpoint stores each step's new items (its writes), not the
+    # whole list again, so saving a step costs the same at step 1 and step 500; the list
+    # is rebuilt from the writes on load, with a full snapshot every 100 updates.
+    # Checkpoints written before (the whole list in each) are read as they are.
+    return DeltaChannel(_extend)
 
 
 class LoopState(TypedDict, total=False):
-    messages: Annotated[list[Message], _append]
+    messages: Annotated[list[Message], _appended()]
     steps: int
     tool_calls: int
     usage: Usage
-    step_usage: Annotated[list[dict[str, Any]], _append]
-    artifacts: Annotated[list[dict[str, Any]], _append]
+    step_usage: Annotated[list[dict[str, Any]], _appended()]
+    artifacts: Annotated[list[dict[str, Any]], _appended()]
     output_retries: int
     output_errors: list[str]
     status: RunStatus
