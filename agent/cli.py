@@ -12,6 +12,7 @@ import typer
 import typer.core
 import typer.main
 from rich.console import Console
+from rich.text import Text
 from typer import _click as click  # typer ≥ 0.29 carries its own click
 
 # Each feature owns its sub-command module, imported only when that command runs, so that
@@ -26,6 +27,30 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("harmonygraph.serve.cli:app", "Serve agents as an OpenAI Responses endpoint, with the dashboard."),
     "fake-server": ("harmonygraph.tracing.cli:app", "Serve the vLLM-like FakeOpenAIServer, scripted with completions."),
 }
+
+
+def _no_type(ctx: click.Context) -> None:
+    return None
+
+
+def _without_type_tags(command: click.Command) -> click.Command:
+    """`command` (and its sub-commands) with help that shows no `<str>`/`<bool>` tags:
+    each option's help says what it takes."""
+    if getattr(command, "_untyped", False):
+        return command
+    params_of = command.get_params
+
+    def get_params(ctx: click.Context) -> list[click.Parameter]:
+        params = params_of(ctx)
+        for param in params:  # the help option too, which click makes per command
+            setattr(param, "display_type_rich", _no_type)  # noqa: B010 (an instance override)
+        return params
+
+    setattr(command, "get_params", get_params)  # noqa: B010
+    setattr(command, "_untyped", True)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _without_type_tags(sub)
+    return command
 
 
 class _LazySubcommand(typer.core.TyperGroup):
@@ -45,7 +70,7 @@ class _LazySubcommand(typer.core.TyperGroup):
         # Shell completion is the top command's business, not each group's.
         command.params = [p for p in command.params
                           if p.name not in ("install_completion", "show_completion")]  # fmt: skip
-        return command
+        return _without_type_tags(command)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:  # fmt: skip
@@ -56,11 +81,18 @@ class _Commands(typer.core.TyperGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*super().list_commands(ctx), *SUBCOMMANDS]
 
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        for param in params:
+            setattr(param, "display_type_rich", _no_type)  # noqa: B010
+        return params
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in SUBCOMMANDS:
             target, help = SUBCOMMANDS[cmd_name]
             return _LazySubcommand(cmd_name, target, help)
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        return _without_type_tags(command) if command is not None else None
 
 
 app = typer.Typer(
@@ -90,6 +122,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """One line on stderr and an exit code: how every command reports a user error."""
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
+
+
+def _n(count: int, noun: str) -> str:
+    """`1 tool call`, `2 tool calls`: a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _print_json(data: Any) -> None:
@@ -166,7 +203,8 @@ def run_task(
         if result.text:
             console.print(result.text)
         console.print(
-            f"[dim]{result.status} · {result.steps} steps · {result.tool_calls} tool calls · "
+            f"[dim]{result.status} · {_n(result.steps, 'step')} · "
+            f"{_n(result.tool_calls, 'tool call')} · "
             f"{result.usage.input_tokens} in / {result.usage.output_tokens} out tokens"
             + (f" · ≈ ${result.cost_usd:.4f}" if result.cost_usd is not None else "")
             + f" · {out}/result.json, {trace_path}[/]"
@@ -291,7 +329,7 @@ def chat(
                 u = session.usage
                 cost = estimate_cost(agent.model.name, u, agent.prices)
                 console.print(
-                    f"[dim]{session.turns} turns · {u.input_tokens} in / {u.output_tokens} out tokens"
+                    f"[dim]{_n(session.turns, 'turn')} · {u.input_tokens} in / {u.output_tokens} out tokens"
                     + (f" · ≈ ${cost:.4f}" if cost is not None else "")
                     + "[/]"
                 )
@@ -299,30 +337,35 @@ def chat(
                 console.print(f"[red]unknown command {cmd}[/] · {CHAT_HELP}")
             continue
         console.print("[bold magenta]gpt-oss>[/] ", end="")
+        out = _WordWrap(console, column=len("gpt-oss> "))
         in_reasoning = False
         try:
             for event in iterate_sync(session.asend_events(text)):
                 if isinstance(event, ReasoningDelta):
                     if show_reasoning:
                         if not in_reasoning:
-                            console.print("\n[dim italic]thinking: [/]", end="")
+                            out.line_break()
+                            out.write("thinking: ", style="dim italic")
                             in_reasoning = True
-                        console.print(f"[dim]{event.text}[/]", end="")
+                        out.write(event.text, style="dim")
                 elif isinstance(event, CommentaryDelta | FinalDelta):
                     if in_reasoning:
-                        console.print("\n", end="")
+                        out.line_break()
                         in_reasoning = False
-                    console.print(event.text, end="", markup=False)
+                    out.write(event.text)
                 elif isinstance(event, ToolCallEvent):
+                    out.line_break()
                     console.print(
-                        f"\n[cyan]→ {event.recipient}[/] {event.arguments[:200]}", markup=True
+                        f"[cyan]→ {event.recipient}[/] {event.arguments[:200]}", markup=True
                     )
                 elif isinstance(event, ToolResultEvent):
+                    out.line_break()
                     console.print(f"[green]← {event.recipient} {event.status}[/]")
                 elif isinstance(event, RunDone):
+                    out.line_break()
                     u, cost = event.result.usage, event.result.cost_usd
                     console.print(
-                        f"\n[dim]({u.input_tokens} in / {u.output_tokens} out tokens"
+                        f"[dim]({u.input_tokens} in / {u.output_tokens} out tokens"
                         + (f" · ≈ ${cost:.4f}" if cost is not None else "")
                         + ")[/]"
                     )
@@ -330,6 +373,61 @@ def chat(
             console.print(f"\n[red]the turn ended early: {exc}[/]")
         except Exception as exc:  # keep the session alive: a server hiccup is not the end
             console.print(f"\n[red]{type(exc).__name__}: {exc}[/]")
+
+
+class _WordWrap:
+    """Streamed text on a terminal, wrapped between words at the terminal's width (a
+    word arrives in pieces; each is held until it ends). Not a terminal: written as is."""
+
+    def __init__(self, console: Console, column: int = 0) -> None:
+        self.console = console
+        self.wrap = console.is_terminal
+        self.width = console.width
+        self.column = column
+        self.word = ""
+        self.style = ""
+
+    def _emit(self, text: str, style: str = "") -> None:
+        self.console.print(Text(text, style=style), end="", soft_wrap=True)
+
+    def write(self, text: str, style: str = "") -> None:
+        if not self.wrap:
+            self._emit(text, style)
+            return
+        if style != self.style:
+            self._flush_word()
+            self.style = style
+        for ch in text:
+            if ch == "\n":
+                self._flush_word()
+                self._emit("\n")
+                self.column = 0
+            elif ch in " \t":
+                self._flush_word()
+                if 0 < self.column < self.width:  # no space at the start of a line
+                    self._emit(" ")
+                    self.column += 1
+            else:
+                self.word += ch
+                if len(self.word) >= self.width:  # longer than a line: cut it
+                    self._flush_word()
+
+    def _flush_word(self) -> None:
+        if not self.word:
+            return
+        if self.column and self.column + len(self.word) > self.width:
+            self._emit("\n")
+            self.column = 0
+        self._emit(self.word, self.style)
+        self.column += len(self.word)
+        self.word = ""
+
+    def line_break(self) -> None:
+        """End the current line, if anything is on it."""
+        self._flush_word()
+        if self.column:
+            self._emit("\n")
+            self.column = 0
 
 
 # -- replay -----------------------------------------------------------------------------
@@ -354,7 +452,13 @@ def replay(
         raise fail(str(exc)) from None
     except ReplayDivergence as exc:
         if as_json:
-            _print_json({"ok": False, "step": exc.step, "divergence": exc.what})
+            _print_json(
+                {"ok": False, "step": exc.step, "divergence": exc.what,
+                 "recorded": exc.recorded, "sent": exc.sent}
+            )  # fmt: skip
+        else:
+            for line in exc.report().splitlines()[1:]:  # what was recorded, what is sent now
+                err_console.print(line, markup=False, highlight=False, soft_wrap=True)
         raise fail(f"diverged at {exc}", code=1) from None
     except Exception as exc:  # a record the checks let through: still one line, never a traceback
         raise fail(
@@ -365,7 +469,8 @@ def replay(
         _print_json(report)
     else:
         console.print(
-            f"[green]replayed[/] {report['model_calls']} model calls and {report['tool_calls']} tool calls: "
+            f"[green]replayed[/] {_n(report['model_calls'], 'model call')} and "
+            f"{_n(report['tool_calls'], 'tool call')}: "
             f"status {report['status']}, matches the recording"
         )
 
@@ -399,8 +504,7 @@ def demo(
 ) -> None:
     """Survey responses in, a cited report with charts out: the survey pipeline end to end.
 
-    Without --base-url/--model the model's turns are replayed from the recorded trace in
-    the package's survey_demo/ data while every tool (Postgres, the sandbox, the renderer) runs for real.
+    Without --base-url/--model the model's turns are replayed from the recorded trace in the package's survey_demo/ data, while every tool (Postgres, the sandbox, the renderer) runs for real.
     """
     import asyncio
 
@@ -436,6 +540,8 @@ def demo(
     except (TraceError, ValueError) as exc:
         raise fail(str(exc)) from None
 
+    warned: set[str] = set()  # warnings shown as they happened are not repeated at the end
+
     def progress(event: Any) -> None:
         if as_json:
             return
@@ -449,11 +555,12 @@ def demo(
             mark = "[green]✓[/]" if event.supported else "[yellow]![/]"
             console.print(
                 f"  {mark} section {event.index}/{event.total}: {event.title} "
-                f"[dim]({event.citations} citations, {event.figures} figures)[/]"
+                f"[dim]({_n(event.citations, 'citation')}, {_n(event.figures, 'figure')})[/]"
             )
         elif isinstance(event, ToolActivity) and event.status not in ("called", "ok"):
             console.print(f"    [yellow]{event.recipient}: {event.status}[/]")
         elif isinstance(event, ReportWarning):
+            warned.add(event.message)
             console.print(f"  [yellow]warning:[/] {event.message}")
 
     if not as_json:
@@ -501,7 +608,8 @@ def demo(
         )
         return
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        if w not in warned:
+            console.print(f"[yellow]warning:[/] {w}")
     console.print("[bold green]report written:[/]")
     for kind, path in paths.items():
         if path:
@@ -524,13 +632,22 @@ def doctor(
     from harmonygraph.doctor import run_checks
 
     checks = run_checks(base_url=base_url)
+    # Required: the vocabulary, and the model endpoint when --base-url names one to check.
+    missing = [c.name for c in checks if not c.ok and (c.required or (base_url and c.name == "model endpoint"))]  # fmt: skip
     if as_json:
         _print_json([c.__dict__ for c in checks])
     else:
         for c in checks:
-            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+            if c.ok:
+                mark = "[green]✓[/]"
+            elif c.name in missing:
+                mark = "[red]✗[/]"
+            else:
+                mark = "[yellow]![/] [dim](optional)[/]"
             console.print(f"{mark} [bold]{c.name}[/]: {c.detail}", soft_wrap=True)
-    if not all(c.ok or not c.required for c in checks):
+        if missing:
+            console.print(f"[red]missing: {', '.join(missing)}[/] (required)")
+    if missing:
         raise typer.Exit(1)
 
 

@@ -11,6 +11,7 @@ with status 2 and one line on stderr, `error: ...`.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -42,8 +43,32 @@ class _InputError(Exception):
     """Bad input, reported as one line."""
 
 
+# An error quotes the input it could not read; a long input is cut to this many characters.
+EXCERPT_CHARS = 60
+MAX_ERROR_CHARS = 800
+_N = EXCERPT_CHARS + 1
+_QUOTED = re.compile(
+    r"'(?:[^'\\]|\\.){N,}'|".replace("N", str(_N)) + r'"(?:[^"\\]|\\.){N,}"'.replace("N", str(_N))
+)
+
+
+def _bounded(line: str) -> str:
+    """`line` with each long quoted excerpt of the input cut (its length said), and the
+    whole line kept under `MAX_ERROR_CHARS`."""
+
+    def cut(m: re.Match[str]) -> str:
+        quote, body = m.group(0)[0], m.group(0)[1:-1]
+        return f"{quote}{body[:EXCERPT_CHARS]}…{quote} ({len(body)} characters)"
+
+    line = _QUOTED.sub(cut, line)
+    if len(line) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2 - 2
+        line = f"{line[:half]} … {line[-half:]}"
+    return line
+
+
 def _fail(message: str) -> NoReturn:
-    line = " ".join(str(message).split())
+    line = _bounded(" ".join(str(message).split()))
     typer.echo(f"error: {line}", err=True)
     raise typer.Exit(2)
 

@@ -58,9 +58,9 @@ def _vocab_hint() -> str:
     else:
         where = "TIKTOKEN_ENCODINGS_BASE is not set, so openai-harmony tried to download it"
     return (
-        f"could not load the harmony vocabulary (o200k_base): {where}. Offline, point "
-        "TIKTOKEN_ENCODINGS_BASE at a folder holding o200k_base.tiktoken "
-        "(in this repository's CI: ../shared/vocab)."
+        f"could not load the harmony vocabulary (o200k_base): {where}. Offline, set "
+        "TIKTOKEN_ENCODINGS_BASE to a folder holding o200k_base.tiktoken (downloaded once "
+        "from https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken)."
     )
 
 
