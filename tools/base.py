@@ -266,6 +266,11 @@ class SchemaTool(Tool):
         timeout: float | None = None,
         needs_approval: bool = False,
     ) -> None:
+        from harmonygraph.tools.schema import reconcile_schema
+
+        # One schema for the prompt and the validator, in which every default and enum
+        # value the prompt shows validates (`reconcile_schema`).
+        parameters = reconcile_schema(parameters)
         super().__init__(
             name, description, parameters, timeout=timeout, needs_approval=needs_approval
         )
