@@ -83,16 +83,21 @@ def docker_client(base_url: str | None = None) -> Any:
         ) from None
     where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = (
-            docker.DockerClient(base_url=where, timeout=120)
-            if base_url
-            else docker.from_env(timeout=120)
-        )
+        # An engine on another host: DOCKER_HOST=tcp://host:2376 with DOCKER_TLS_VERIFY=1 and
+        # DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem); the TLS settings apply to an explicit
+        # `base_url` too.
+        env = {**os.environ, "DOCKER_HOST": base_url} if base_url else None
+        client = docker.from_env(environment=env, timeout=120)
         client.ping()
     except Exception as exc:
+        tls = (
+            " (a TCP engine with TLS also needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH)"
+            if where.startswith("tcp://") and not os.environ.get("DOCKER_TLS_VERIFY")
+            else ""
+        )
         raise DockerUnavailableError(
-            f"no Docker engine answers at {where} ({type(exc).__name__}: {exc}); start one "
-            "(`sudo dockerd --iptables=false --bridge=none &`, or run .ci/setup-docker) or "
+            f"no Docker engine answers at {where}{tls} ({type(exc).__name__}: {exc}); start "
+            "one (`sudo dockerd --iptables=false --bridge=none &`, or run .ci/setup-docker) or "
             "use HARMONYGRAPH_SANDBOX=local"
         ) from None
     return client

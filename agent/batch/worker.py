@@ -164,8 +164,9 @@ class BatchWorker:
         return agent
 
     async def info(self) -> dict[str, Any]:
+        cpu = os.times()
         return {"name": self.name, "pid": os.getpid(), "rss_mb": round(rss_mb(), 1),
-                "runs": self.runs}  # fmt: skip
+                "runs": self.runs, "cpu_s": round(cpu.user + cpu.system, 2)}  # fmt: skip
 
     async def close(self) -> None:
         for kit in self._kits.values():
