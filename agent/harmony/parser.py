@@ -37,7 +37,6 @@ from harmonygraph.harmony.repairs import (
     resolve_recipient,
     split_stripped,
 )
-from openai_harmony import HarmonyEncoding
 
 __all__ = [
     "ContentDelta",
@@ -193,6 +192,21 @@ class _Lexer:
             pos = m.end()
         self._buf = buf[pos:]
         self.offset += pos
+
+
+# Each ordinary token's bytes, decoded once per process (only the ids a process meets:
+# a few thousand, not the 200k of the vocabulary). Special tokens are never cached here.
+_TOKEN_BYTES: dict[int, bytes] = {}
+
+
+def _token_bytes(token: int) -> bytes:
+    """An ordinary token's bytes (cached); ValueError for an id outside the vocabulary."""
+    try:
+        data = bytes(get_encoding()._inner.decode_bytes([token]))
+    except Exception:  # the Rust side's error for an id outside the vocabulary
+        raise ValueError(token) from None
+    _TOKEN_BYTES[token] = data
+    return data
 
 
 @functools.cache
@@ -418,35 +432,39 @@ class StreamParser:
         "<|end|>" as text keeps it. Header text still is: a `<|constrain|>` the model
         spelled out in plain-text tokens reads as the marker, as it does from text.
         """
-        enc = get_encoding()
         specials = _special_ids()
-        ids = list(tokens)
+        cache = _TOKEN_BYTES
         events: list[ParseEvent] = []
-        start = 0
-        for k, token in enumerate(ids):
-            if token in specials:
-                self._feed_ordinary(enc, ids[start:k], events)
-                self._feed_special(specials[token], events)
-                start = k + 1
-        self._feed_ordinary(enc, ids[start:], events)
+        pending: list[bytes] = []  # ordinary tokens' bytes since the last special token
+        for token in tokens:
+            data = cache.get(token)
+            if data is None:
+                if token in specials:
+                    if pending:
+                        self._feed_bytes(b"".join(pending), events)
+                        pending = []
+                    self._feed_special(specials[token], events)
+                    continue
+                try:
+                    data = _token_bytes(token)
+                except ValueError:
+                    if pending:
+                        self._feed_bytes(b"".join(pending), events)
+                    self._invalid_token([token])
+            pending.append(data)
+        if pending:
+            self._feed_bytes(pending[0] if len(pending) == 1 else b"".join(pending), events)
         return events
 
-    def _feed_ordinary(
-        self, enc: HarmonyEncoding, ids: list[int], events: list[ParseEvent]
-    ) -> None:
-        if not ids:
-            return
+    def _feed_bytes(self, data: bytes, events: list[ParseEvent]) -> None:
         # Bytes first, so a character split across tokens is decoded whole.
-        try:
-            data = enc._inner.decode_bytes(ids)
-        except Exception:  # the Rust side's error for an id outside the vocabulary
-            self._invalid_token(ids)
-        text = self._utf8.decode(bytes(data))
+        text = self._utf8.decode(data)
         if not text:
             return
         self._text.append(text)
         if self._state is _State.CONTENT and not self._lexer.pending:
-            self._step(_Tok.TEXT, text, self._lexer.offset, events)
+            # What `_step` does with text inside a message's content, without its tests.
+            self._append_content(text, events)
             self._lexer.offset += len(text)
         else:
             for kind, value, offset in self._lexer.feed(text):
