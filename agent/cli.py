@@ -627,8 +627,20 @@ def demo(
 def doctor(
     base_url: BaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="probe this server's path and features instead (URL)"),
+    ] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="key for --server")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model --server probes")] = None,
 ) -> None:
-    """Check the vocabulary, the model endpoint, Docker and Postgres: one line each."""
+    """Check the vocabulary, the model endpoint, Docker and Postgres: one line each.
+
+    With --server URL: which path and features that server supports (version, structured-output
+    field, reasoning field, token ids, /v1/responses), asked with a few tiny requests."""
+    if server is not None:
+        _doctor_server(server, api_key, model, as_json)
+        return
     from harmonygraph.doctor import run_checks
 
     checks = run_checks(base_url=base_url)
@@ -649,6 +661,21 @@ def doctor(
             console.print(f"[red]missing: {', '.join(missing)}[/] (required)")
     if missing:
         raise typer.Exit(1)
+
+
+def _doctor_server(url: str, api_key: str | None, model: str | None, as_json: bool) -> None:
+    from harmonygraph.doctor import ServerProbeError, probe_server
+
+    try:
+        checks = probe_server(url, api_key=api_key, model=model)
+    except ServerProbeError as exc:
+        raise fail(str(exc), code=1) from None
+    if as_json:
+        _print_json([c.__dict__ for c in checks])
+        return
+    for c in checks:
+        mark = "[green]✓[/]" if c.ok else "[yellow]✗[/]"
+        console.print(f"{mark} [bold]{c.name}[/]: {c.detail}", soft_wrap=True, markup=True)
 
 
 def main() -> None:
