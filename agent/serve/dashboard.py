@@ -57,13 +57,13 @@ def _cost(c: float | None) -> str:
 _env.filters.update(when=_when, dur=_dur, cost=_cost)
 
 
-def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+def render(request: Request, template: str, http_status: int = 200, **ctx: Any) -> HTMLResponse:
     html = _env.get_template(template).render(request=request, **ctx)
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=http_status)
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    return render(request, "error.html", status=status, status_code=status, message=message)
+    return render(request, "error.html", http_status=status, status_code=status, message=message)
 
 
 def report_id(out_dir: Path) -> str:
@@ -134,7 +134,7 @@ def install(app: Any) -> None:
         try:
             await request.app.state.key_for(secret)
         except AuthenticationError:
-            return render(request, "signin.html", status=401, next=nxt, key=None,
+            return render(request, "signin.html", http_status=401, next=nxt, key=None,
                           error="That key is unknown or revoked.")  # fmt: skip
         resp = RedirectResponse(nxt, status_code=303)
         resp.set_cookie(COOKIE, secret, httponly=True, samesite="strict",

@@ -3,6 +3,7 @@ server (real HTTP) per test, and the serve app on uvicorn on a thread, with an A
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -78,9 +79,11 @@ def make_key(url: str, name: str, **kw: Any) -> str:
             _, key = await store.create_key(name, **kw)
             return key
 
-    from harmonygraph.concurrency import run_sync
+    # On a thread of its own: callers may be inside a running loop (Playwright's sync API).
+    from concurrent.futures import ThreadPoolExecutor
 
-    return run_sync(go())
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def make_agents(
