@@ -434,12 +434,12 @@ class OllamaRawModel:
         prompt = self.render(request)
         prompt_text = get_encoding().decode(prompt.tokens)
         started = time.perf_counter()
-        response = await self._send(self.request_body(prompt_text, settings, stream=True), settings)
+        http = await self._send(self.request_body(prompt_text, settings, stream=True), settings)
         parser = StreamParser(tools=self.tool_names(request))
         pieces: list[str] = []
         last: dict[str, Any] = {}
         try:
-            async for data in self._lines(response):
+            async for data in self._lines(http):
                 piece = str(data.get("response") or "")
                 if piece:
                     pieces.append(piece)
@@ -449,7 +449,7 @@ class OllamaRawModel:
                     last = data
                     break
         finally:
-            await response.aclose()  # Ollama stops generating when the client goes away
+            await http.aclose()  # Ollama stops generating when the client goes away
         text = "".join(pieces)
         done_reason = last.get("done_reason")
         fixed = complete_marker(text, done_reason)

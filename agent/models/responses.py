@@ -266,9 +266,9 @@ class ResponsesModel(OpenAICompatibleModel):
     def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
         """The keyword arguments for `client.responses.create`."""
         if request.system.builtin_tools:
-            names = ", ".join(ns.name for ns in request.system.builtin_tools)
+            builtins = ", ".join(ns.name for ns in request.system.builtin_tools)
             raise ModelError(
-                f"built-in tools ({names}) need the harmony prompt, which /v1/responses does not "
+                f"built-in tools ({builtins}) need the harmony prompt, which /v1/responses does not "
                 "take from a client; use api='completions' (vLLM) or api='ollama-raw' (Ollama)"
             )
         settings = self.settings_for(request)
