@@ -166,8 +166,8 @@ def test_make_model_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert model.settings.max_tokens == 123
     explicit = make_model("http://other:1/v1", "m", api="completions")
     assert isinstance(explicit, HarmonyCompletionsModel) and explicit.name == "m"
-    with pytest.raises(ValueError, match="completions' or 'chat'"):
-        make_model(api="responses")
+    with pytest.raises(ValueError, match="completions, chat, ollama-raw, responses"):
+        make_model(api="grpc")
     with pytest.raises(TypeError, match="model settings are"):
         make_model(api="completions", bogus=1)
 
