@@ -47,7 +47,7 @@ SERVER = textwrap.dedent(
     from harmonygraph.tracing import FakeOpenAIServer
     START = 200006
     CALL = ("<|channel|>commentary to=functions.add <|constrain|>json<|message|>"
-            '{"a": 1, "b": 2}<|call|>')
+            '{{"a": {n}, "b": 2}}<|call|>')  # other arguments each round: no repeated call
     FINAL = "<|channel|>final<|message|>done<|return|>"
 
     def answer(body):
@@ -55,7 +55,7 @@ SERVER = textwrap.dedent(
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
             # system, developer, user, the assistant's turn to come: 4 starts; 2 a round.
             rounds = (prompt.count(START) - 4) // 2
-            return CALL if rounds < int(sys.argv[2]) else FINAL
+            return CALL.format(n=rounds) if rounds < int(sys.argv[2]) else FINAL
         return FINAL
 
     server = FakeOpenAIServer(answer, delay=float(sys.argv[1])).start()
@@ -347,7 +347,8 @@ def main() -> None:
         elif name == "http":
             results["http_step"] = http_step(rounds)
         elif name == "concurrency":
-            results["concurrency"] = concurrency((1, 50, 500), max(2, rounds // 2))
+            counts = tuple(int(n) for n in os.environ.get("BENCH_CONCURRENCY", "1,50,500").split(","))
+            results["concurrency"] = concurrency(counts, max(2, rounds // 2))
         print(json.dumps({name: results.get(_KEYS[name])}, indent=1))
     results["machine"] = {"cpus": os.cpu_count(), "rounds": rounds}
     out.parent.mkdir(parents=True, exist_ok=True)
