@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from harmonygraph.tools.retrieval.errors import DimensionMismatchError, EmbeddingError
@@ -41,9 +41,11 @@ __all__ = [
     "OnnxMiniLMEmbedder",
     "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
+    "WindowedEmbedder",
     "embedder_for_collection",
     "embedder_from_spec",
     "local_runtime",
+    "windowed",
 ]
 
 log = logging.getLogger("harmonygraph.retrieval")
@@ -61,6 +63,25 @@ class Embedder(Protocol):
     async def dimension(self) -> int: ...
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class WindowedEmbedder(Embedder, Protocol):
+    """An embedder that knows its input window (a local model): chunks are fitted to it."""
+
+    @property
+    def max_input_tokens(self) -> int:
+        """The window, in the model's own tokens (reading it may load the model)."""
+        ...
+
+    def count_input_tokens(self, text: str) -> int: ...
+
+
+def windowed(emb: Embedder) -> WindowedEmbedder | None:
+    """`emb` as a `WindowedEmbedder` when it is one, else None. The window is looked up on
+    the class, so that asking loads no model (the property may)."""
+    if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
+        return cast("WindowedEmbedder", emb)
+    return None
 
 
 def _normalize(matrix: np.ndarray) -> np.ndarray:

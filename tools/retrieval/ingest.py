@@ -23,10 +23,7 @@ from harmonygraph.concurrency import run_in_thread
 from harmonygraph.tools.retrieval.base import is_connection_error
 from harmonygraph.tools.retrieval.catalog import CollectionCatalog
 from harmonygraph.tools.retrieval.chunking import Chunk, fit_to_window, iter_chunks, segments
-from harmonygraph.tools.retrieval.embeddings import (
-    Embedder,
-    check_embeddings,
-)
+from harmonygraph.tools.retrieval.embeddings import Embedder, check_embeddings, windowed
 from harmonygraph.tools.retrieval.errors import (
     DatabaseUnavailableError,
     DocumentError,
@@ -257,6 +254,7 @@ class Ingest(CollectionCatalog):
         coll = await self._collection(collection, create=True)
         emb = await self.embedder_for(coll)
         window = await self._window(emb)
+        fitted_to = windowed(emb)
         source = stream.source
         state = {"chunks": 0, "done": 0}
 
@@ -277,9 +275,9 @@ class Ingest(CollectionCatalog):
                 batch.append(c)
                 if len(batch) >= self.embed_batch:
                     break
-            if window is not None and batch:
+            if window is not None and fitted_to is not None and batch:
                 fitted = fit_to_window(
-                    batch, limit=window, count=emb.count_input_tokens,
+                    batch, limit=window, count=fitted_to.count_input_tokens,
                     overlap=self.chunk_overlap,
                 )  # fmt: skip
                 batch = [replace(c, index=start + k) for k, c in enumerate(fitted)]
@@ -367,11 +365,11 @@ class Ingest(CollectionCatalog):
 
     async def _window(self, emb: Embedder) -> int | None:
         """The embedder's input window in its own tokens, when it knows one."""
-        # (Looked up on the class: reading the property loads the model, off the loop.)
-        if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
-            windowed: Any = emb
-            return await run_in_thread(lambda: int(windowed.max_input_tokens))
-        return None
+        local = windowed(emb)
+        if local is None:
+            return None
+        # Off the loop: reading the property may load the model.
+        return await run_in_thread(lambda: int(local.max_input_tokens))
 
     async def add_text(
         self,
@@ -414,11 +412,8 @@ class Ingest(CollectionCatalog):
                 await self.rebuild_index(collection)
         results: list[IngestResult | None] = [None] * len(documents)
         # An embedder that knows its input window (a local model) gets chunks that fit it.
-        window: int | None = None
-        # (Looked up on the class: reading the property loads the model, off the loop.)
-        if hasattr(type(emb), "max_input_tokens") and hasattr(emb, "count_input_tokens"):
-            windowed: Any = emb
-            window = await run_in_thread(lambda: int(windowed.max_input_tokens))
+        window = await self._window(emb)
+        fitted_to = windowed(emb)
         existing = await self._existing(coll, [d.source for d in documents])
         last = {doc.source: i for i, doc in enumerate(documents)}
         todo: list[tuple[int, _Pending]] = []
@@ -449,11 +444,11 @@ class Ingest(CollectionCatalog):
                     headings=doc.format in ("markdown", "html"),
                 )
             )
-            if window is not None:  # the embedder's tokenizer has the last word
+            if window is not None and fitted_to is not None:  # its tokenizer has the last word
                 chunks = fit_to_window(
                     chunks,
                     limit=window,
-                    count=windowed.count_input_tokens,
+                    count=fitted_to.count_input_tokens,
                     overlap=self.chunk_overlap,
                 )
             todo.append((i, _Pending(doc, chunks)))
