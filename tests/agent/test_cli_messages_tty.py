@@ -179,3 +179,23 @@ def test_doctor_exits_non_zero_when_a_required_part_is_missing(tmp_path: Path) -
         out, status = _run(["doctor", "--base-url", server.base_url], columns=200)
     assert "✓ vocabulary" in out and "✓ model endpoint" in out
     assert "✗" not in out and status == 0, out
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.postgres
+def test_the_demo_prints_each_warning_once_and_counts_in_the_right_number(
+    tmp_path: Path,
+) -> None:
+    env = _env(200, HARMONYGRAPH_HOME=str(tmp_path / "home"))
+    out, status = _run(["demo", "--out", str(tmp_path / "report")], env=env)
+    assert status == 0, out
+    warnings = [
+        line.strip().removeprefix("warning:").strip()
+        for line in out.splitlines()
+        if line.strip().startswith("warning:")
+    ]
+    assert warnings, out  # the sample run has an unsupported section
+    assert len(warnings) == len(set(warnings)), warnings
+    assert "1 figure)" in out and "1 figures" not in out
+    assert not re.search(r"\b1 (citations|sections|references|documents)\b", out), out
