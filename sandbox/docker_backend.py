@@ -87,7 +87,10 @@ def docker_client(base_url: str | None = None) -> Any:
         # DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem); the TLS settings apply to an explicit
         # `base_url` too.
         env = {**os.environ, "DOCKER_HOST": base_url} if base_url else None
-        client = docker.from_env(environment=env, timeout=120)
+        if (env or os.environ).get("DOCKER_TLS_VERIFY"):
+            client = _tls_client(docker, env)
+        else:
+            client = docker.from_env(environment=env, timeout=120)
         client.ping()
     except Exception as exc:
         tls = (
@@ -100,6 +103,22 @@ def docker_client(base_url: str | None = None) -> Any:
             "one (`sudo dockerd --iptables=false --bridge=none &`, or run .ci/setup-docker) or "
             "use HARMONYGRAPH_SANDBOX=local"
         ) from None
+    return client
+
+
+def _tls_client(docker: Any, env: dict[str, str] | None) -> Any:
+    """A client that checks the engine with DOCKER_CERT_PATH's own CA.
+
+    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on many hosts) replace the CA a
+    client was given, so the engine's certificate would be checked against the wrong one;
+    these clients ignore the environment's HTTP settings (the first asks the API version
+    without asking the environment, which docker-py's own version probe would)."""
+    first = docker.from_env(environment=env, timeout=120, version="1.24")
+    first.api.trust_env = False
+    api = first.api.version(api_version=False)["ApiVersion"]
+    first.close()
+    client = docker.from_env(environment=env, timeout=120, version=api)
+    client.api.trust_env = False
     return client
 
 

@@ -254,7 +254,7 @@ def run_batch(
         max_task_retries=WORKER_RESTARTS,
         max_concurrency=per_worker + 2,  # + info/close calls
     )(BatchWorker)
-    actors = [Worker.remote(f"w{i}", limiter, options) for i in range(n_workers)]  # type: ignore[attr-defined]
+    actors = [Worker.remote(f"w{i}", limiter, options) for i in range(n_workers)]
 
     def summary(final: bool = False) -> BatchReport:
         report = BatchReport(

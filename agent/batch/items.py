@@ -121,7 +121,7 @@ def _rows(path: Path) -> Iterable[tuple[int, dict[str, Any] | None, str | None]]
         n += 1
         try:
             value = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             yield n, None, f"line {n} is not JSON ({exc.msg} at column {exc.colno})"
             continue
         if isinstance(value, str):

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harmonygraph.batch.items import BatchItem
 from harmonygraph.batch.limiter import GatedModel
@@ -124,7 +124,9 @@ class BatchWorker:
         )
         await pool.open(wait=True, timeout=60)
         self._pool = pool
-        self._saver = AsyncPostgresSaver(pool, serde=serializer())  # tables: made by the driver
+        self._saver = AsyncPostgresSaver(
+            cast(Any, pool), serde=serializer()
+        )  # tables: made by the driver
         self._graph = build_agent_graph().compile(checkpointer=self._saver)
 
     def _kit(self, task_path: str) -> _TaskKit:

@@ -160,8 +160,12 @@ def test_the_sandbox_runs_on_a_second_engine_over_its_unix_socket(
 def test_the_sandbox_runs_on_a_second_engine_over_tcp_with_tls(
     second_engine: dict[str, str],
 ) -> None:
+    import certifi
+
+    # A CA bundle for everything else in the environment, as many hosts set: the engine's
+    # own CA (DOCKER_CERT_PATH/ca.pem) must still be the one its certificate is checked with.
     tls = {"DOCKER_HOST": second_engine["tcp"], "DOCKER_TLS_VERIFY": "1",
-           "DOCKER_CERT_PATH": second_engine["certs"]}  # fmt: skip
+           "DOCKER_CERT_PATH": second_engine["certs"], "REQUESTS_CA_BUNDLE": certifi.where()}  # fmt: skip
     out = _kernel_run(tls)
     assert out["status"] == "ok" and out["stdout"] == "42\n", out
     # Without the client certificate the engine refuses, and the error says what is missing.
