@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Check", "ServerProbeError", "probe_server", "run_checks"]
 
@@ -164,7 +165,7 @@ def probe_server(
         except httpx.HTTPError:
             return None
 
-    def json_of(response: httpx.Response | None) -> dict[str, object] | None:
+    def json_of(response: httpx.Response | None) -> dict[str, Any] | None:
         if response is None or response.status_code != 200:
             return None
         try:
@@ -189,8 +190,8 @@ def probe_server(
                 "set HARMONYGRAPH_API_KEY"
             )
         cards = (json_of(models) or {}).get("data") or []
-        names = [str(c.get("id")) for c in cards if isinstance(c, dict)]  # type: ignore[union-attr]
-        owners = {str(c.get("owned_by", "")).lower() for c in cards if isinstance(c, dict)}  # type: ignore[union-attr]
+        names = [str(c.get("id")) for c in cards if isinstance(c, dict)]
+        owners = {str(c.get("owned_by", "")).lower() for c in cards if isinstance(c, dict)}
         if vllm is not None:
             kind, version = "vllm", parse_version(str(vllm.get("version", "")))
             checks.append(Check("server", True, f"vLLM {vllm.get('version')} (/version)"))

@@ -699,7 +699,7 @@ class FakeOpenAIServer:
         text_ids = out[:-1] if stopped_by_token and not include_stop else list(out)
         gen = _Generated(out, text_ids, finish, stop_reason)
         if cut is not None:
-            gen.stop_reason = stop_reason_text  # type: ignore[assignment]
+            gen.stop_reason = stop_reason_text
             gen.cut_text, gen.excess_chars = cut
         return gen
 
@@ -1000,7 +1000,7 @@ class FakeOpenAIServer:
                                 "id": call["id"] if call else f"chatcmpl-tool-{index}",
                                 "type": "function",
                                 "function": {
-                                    "name": event.recipient.removeprefix("functions."),
+                                    "name": (event.recipient or "").removeprefix("functions."),
                                     "arguments": "",
                                 },
                             }
