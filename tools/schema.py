@@ -141,7 +141,8 @@ def _enum_on_array_to_items(node: dict[str, Any]) -> None:
         return
     if any(isinstance(v, (list, dict)) for v in enum):
         return  # an enum of whole arrays: the keyword means what it says
-    items = node.get("items") if isinstance(node.get("items"), dict) else {}
+    raw = node.get("items")
+    items: dict[str, Any] = raw if isinstance(raw, dict) else {}
     del node["enum"]
     if "enum" in items:
         return  # the items already list their values: those are the reading

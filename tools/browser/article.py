@@ -126,7 +126,8 @@ def _headline_link(item: lxml.etree._Element) -> str | None:
         if _words(a.tail):
             continue  # the sentence goes on after it: an inline link
         prev = a.getprevious()
-        before = prev.tail if prev is not None else a.getparent().text  # type: ignore[union-attr]
+        parent = a.getparent()
+        before = prev.tail if prev is not None else parent.text if parent is not None else None
         if _words(before):
             continue  # text of the same line before it
         return href
@@ -239,7 +240,7 @@ def _document() -> type:
     if _document_class is None:
         import readability
 
-        class Document(readability.Document):  # type: ignore[misc]
+        class Document(readability.Document):
             listing: tuple[bool, bool] = (False, False)
 
             def get_article(
