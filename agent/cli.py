@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mcp": ("harmonygraph.tools.mcp.cli:app", "Serve the built-in tools over MCP; list a server's tools."),
     "serve": ("harmonygraph.serve.cli:app", "Serve agents as an OpenAI Responses endpoint, with the dashboard."),
     "fake-server": ("harmonygraph.tracing.cli:app", "Serve the vLLM-like FakeOpenAIServer, scripted with completions."),
+    "batch": ("harmonygraph.batch.cli:app", "Run many task files or inputs as a batch on Ray."),
 }
 
 
