@@ -144,7 +144,7 @@ def test_the_faster_readability_clean_gives_the_same_text() -> None:
     """The per-run rewrite must not change a single extraction: same output, every input."""
     import random
 
-    from harmonygraph.tools.browser.extract import readability_clean
+    from harmonygraph.tools.browser.article import readability_clean
 
     texts = []
     for page in sorted(READABILITY.iterdir()):

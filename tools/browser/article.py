@@ -254,10 +254,27 @@ def _document() -> type:
     return _document_class
 
 
+_WHITESPACE_RUN = re.compile(r"\s{2,}|[^\S ]")
+_TABS_OR_SPACES = re.compile(r"\t|[ \t]{2,}")
+
+
+def _clean_run(match: re.Match[str]) -> str:
+    run = match.group()
+    if len(run) >= 255:  # readability: `\s{255,}` -> 255 spaces, first
+        run = " " * 255
+    if "\n" in run:  # then `\s*\n\s*` -> "\n"
+        return "\n"
+    return _TABS_OR_SPACES.sub(" ", run)  # then `\t|[ \t]{2,}` -> " "
+
+
+def readability_clean(text: str) -> str:
+    """`readability.readability.clean`, the same result, faster."""
+    return _WHITESPACE_RUN.sub(_clean_run, text).strip()
+
+
 def readability_article(html: str) -> tuple[str, tuple[bool, bool]] | None:
     """readability's article as HTML, and (in a listing, holds a listing) for its block."""
     import readability.readability as impl
-    from harmonygraph.tools.browser.extract import readability_clean
 
     impl.clean = readability_clean  # its module-level helper, used by every scoring pass
     try:

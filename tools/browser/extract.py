@@ -255,24 +255,6 @@ def _base_url(root: lxml.html.HtmlElement, url: str) -> str:
 # the same per whitespace run (the only places those patterns match), leaving alone the
 # single spaces none of them changes; it gives identical output (tests check it) and is
 # about 9 times faster.
-_WHITESPACE_RUN = re.compile(r"\s{2,}|[^\S ]")
-_TABS_OR_SPACES = re.compile(r"\t|[ \t]{2,}")
-
-
-def _clean_run(match: re.Match[str]) -> str:
-    run = match.group()
-    if len(run) >= 255:  # readability: `\s{255,}` -> 255 spaces, first
-        run = " " * 255
-    if "\n" in run:  # then `\s*\n\s*` -> "\n"
-        return "\n"
-    return _TABS_OR_SPACES.sub(" ", run)  # then `\t|[ \t]{2,}` -> " "
-
-
-def readability_clean(text: str) -> str:
-    """`readability.readability.clean`, the same result, faster."""
-    return _WHITESPACE_RUN.sub(_clean_run, text).strip()
-
-
 def extract_html(
     html: str,
     url: str,
