@@ -307,6 +307,32 @@ def split_reasoning_tags(content: str) -> tuple[str | None, str]:
     return inner.strip(), rest.lstrip()
 
 
+# A server with its harmony parser off (transformers serve, some proxies) streams the raw
+# completion as content: its markup means the text is harmony, not a final answer.
+_HARMONY_MARKUP = ("<|channel|>", "<|message|>", "<|start|>")
+
+
+def _raw_harmony(content: str) -> list[Message] | None:
+    """The messages of `content` read as a raw harmony completion, or None if it is not one."""
+    if not any(mark in content for mark in _HARMONY_MARKUP):
+        return None
+    try:
+        return list(parse_completion_text(content).messages)
+    except HarmonyParseError:
+        return None
+
+
+def _cut(messages: list[Message], finish_reason: str | None) -> list[Message]:
+    """Leave the last message open (stop None) when the answer did not end: cut at
+    `max_tokens` ("length"), or a stream that stopped with no finish reason at all."""
+    if messages and finish_reason in ("length", None):
+        last = messages[-1]
+        messages[-1] = Message(
+            last.role, last.content, last.channel, last.recipient, last.content_type, stop=None
+        )
+    return messages
+
+
 def from_chat_message(
     message: dict[str, Any], finish_reason: str | None, tools: ChatToolMap | None = None
 ) -> list[Message]:
@@ -320,6 +346,10 @@ def from_chat_message(
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if reasoning is None:
         reasoning, content = split_reasoning_tags(content)
+    raw = _raw_harmony(content) if not reasoning else None
+    if raw is not None:
+        out.extend(raw)
+        content = ""
     if reasoning:
         out.append(Message(Role.ASSISTANT, reasoning, channel="analysis", stop="end"))
     if content:
@@ -339,12 +369,7 @@ def from_chat_message(
                 stop="call",
             )
         )
-    if out and finish_reason == "length":
-        last = out[-1]
-        out[-1] = Message(
-            last.role, last.content, last.channel, last.recipient, last.content_type, stop=None
-        )
-    return out
+    return _cut(out, "length" if finish_reason == "length" else "stop")
 
 
 def failed_generation(exc: openai.APIError) -> str | None:
@@ -552,12 +577,11 @@ class _ChatStreamAssembler:
             self.done.append((b.index, msg))
             events.append(MessageDone(b.index, msg))
         messages = [m for _, m in sorted(self.done, key=lambda item: item[0])]
-        if messages and finish_reason == "length":
-            last = messages[-1]
-            messages[-1] = Message(
-                last.role, last.content, last.channel, last.recipient, last.content_type
-            )
-        return events, messages
+        if not self.reasoning and not self.calls:
+            raw = _raw_harmony("".join(self.content))
+            if raw is not None:
+                messages = raw
+        return events, _cut(messages, finish_reason)
 
     def raw(self) -> dict[str, Any]:
         """The assembled answer as a chat message, for `ModelResponse.raw`."""

@@ -143,27 +143,11 @@ def _leaked_names_cleaned(rec: dict[str, Any], got: Expected, want: Expected) ->
     return True
 
 
-# Recordings our chat client does not read right yet, each with what it does instead; the
-# test runs (strict xfail) so that it flips to a failure, to be removed here, once fixed.
-KNOWN_WRONG = {
-    "issue__transformers-40620__serve-sse-partial": "ChatCompletionsModel reads raw harmony "
-    "markup in delta.content (a server with its harmony parser off) as a final answer: "
-    "the analysis text becomes the answer",
-}
-
-
-def _param(name: str) -> Any:
-    reason = KNOWN_WRONG.get(name)
-    if reason is None:
-        return name
-    return pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True))
-
-
 OPENAI_COMPATIBLE = [n for n in recordings() if kind(load(n)) != "converse"]
 CONVERSE = [n for n in recordings() if kind(load(n)) == "converse"]
 
 
-@pytest.mark.parametrize("name", [_param(n) for n in OPENAI_COMPATIBLE])
+@pytest.mark.parametrize("name", OPENAI_COMPATIBLE)
 async def test_recording_is_read_right(name: str) -> None:
     rec = load(name)
     want = expected(rec)
@@ -335,13 +319,6 @@ CUT_STREAMS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ChatCompletionsModel ends a stream that stopped with no finish_reason and no "
-    "[DONE] (the connection dropped) with complete messages (stop 'end'/'return'), as if "
-    "the turn had ended; a cut stream's last message should stay open (stop None), as "
-    "after finish_reason 'length'",
-)
 @pytest.mark.parametrize("name", CUT_STREAMS)
 async def test_a_cut_stream_is_not_read_as_complete(name: str) -> None:
     rec = load(name)
