@@ -27,7 +27,6 @@ class ServerThread:
         options.setdefault("log_level", "warning")
         self.config = uvicorn.Config(app, host=host, port=port, lifespan="on", **options)
         self.server = uvicorn.Server(self.config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 

@@ -364,6 +364,7 @@ class ResponsesService:
         def close() -> list[dict[str, Any]]:
             nonlocal open_kind, index, text
             out: list[dict[str, Any]] = []
+            part: dict[str, Any]
             if open_kind == "reasoning":
                 part = {"type": "reasoning_text", "text": text}
                 out.append(ev("response.reasoning_text.done", item_id=open_id,
