@@ -33,6 +33,7 @@ from harmonygraph.engine import (
     RunDone,
     RunResult,
     StepDone,
+    build_agent_graph,
 )
 from harmonygraph.harmony.messages import Message
 from harmonygraph.serve.errors import InvalidRequestError, NotFoundError
@@ -114,6 +115,7 @@ class ResponsesService:
         self.saver = saver
         self._variants: OrderedDict[tuple[Any, ...], Agent[Any]] = OrderedDict()
         self._max_variants = variants
+        self._reader: Any = None
 
     # -- agents per request -----------------------------------------------------------
     def variant(
@@ -202,12 +204,12 @@ class ResponsesService:
         return row
 
     async def thread_messages(self, thread_id: str) -> list[Message]:
-        tup = await self.saver.aget_tuple(
-            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-        )
-        if tup is None:
-            return []
-        return list(tup.checkpoint.get("channel_values", {}).get("messages", []))
+        """A thread's messages, read through the loop's graph (whatever channels the
+        engine keeps them in)."""
+        if self._reader is None:
+            self._reader = build_agent_graph().compile(checkpointer=self.saver)
+        snapshot = await self._reader.aget_state({"configurable": {"thread_id": thread_id}})
+        return list((snapshot.values or {}).get("messages", [])) if snapshot else []
 
     async def prepare(self, req: CreateResponse, key: ApiKey) -> Prepared:
         served = self.agents.get(req.model)
