@@ -27,12 +27,14 @@ import difflib
 import importlib
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 import yaml
 from harmonygraph.safe_yaml import YamlLimitError, load_yaml
+from harmonygraph.schema_errors import validation_problems
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
@@ -128,6 +130,11 @@ class TaskSpec(_Strict):
         return out
 
 
+def _did_you_mean(loc: Sequence[Any]) -> str:
+    near = difflib.get_close_matches(str(loc[-1]), _fields_at(tuple(loc)), n=1)
+    return f" (did you mean `{near[0]}`?)" if near else ""
+
+
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     model: Any = TaskSpec
     for part in loc[:-1]:
@@ -191,19 +198,10 @@ def load_task(path: str | Path) -> TaskSpec:
     try:
         spec = TaskSpec.model_validate(raw)
     except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            where = ".".join(str(x) for x in loc)
-            if err["type"] == "extra_forbidden":
-                near = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
-                hint = f" (did you mean `{near[0]}`?)" if near else ""
-                problems.append(f"unknown key `{where}`{hint}")
-            elif err["type"] == "missing":
-                problems.append(f"missing required key `{where}`")
-            else:
-                problems.append(f"`{where}`: {err['msg']}")
-        raise TaskError(f"{p}: " + "; ".join(dict.fromkeys(problems))) from None
+        problems = validation_problems(
+            exc, noun="key", root="(task)", show_input=False, hint=_did_you_mean
+        )
+        raise TaskError(f"{p}: " + "; ".join(problems)) from None
     problems = [*_tool_problems(spec), *_schema_problems(spec)]
     if spec.output_type is not None and (why := _ref_problem(spec.output_type)):
         problems.append(f"`output_type`: {why}")

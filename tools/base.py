@@ -21,6 +21,7 @@ import jsonschema
 import pydantic
 from harmonygraph.bounds import JSONDepthError, loads_bounded
 from harmonygraph.concurrency import run_in_thread
+from harmonygraph.schema_errors import validation_problems
 from openai_harmony import ToolDescription, ToolNamespaceConfig
 
 __all__ = [
@@ -165,19 +166,6 @@ def parse_json_arguments(raw: str) -> Any:
         ) from None
 
 
-def _format_pydantic_errors(exc: pydantic.ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        if err["type"] == "missing":
-            parts.append(f"missing required argument `{loc}`")
-        elif err["type"] == "extra_forbidden":
-            parts.append(f"unknown argument `{loc}`")
-        else:
-            parts.append(f"`{loc}`: {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(parts)
-
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -235,7 +223,7 @@ class FunctionTool(Tool):
         try:
             return self.args_model.model_validate(data)
         except pydantic.ValidationError as exc:
-            raise ArgumentError(_format_pydantic_errors(exc)) from None
+            raise ArgumentError("; ".join(validation_problems(exc))) from None
 
     async def invoke(self, args: Any, ctx: ToolContext) -> ToolOutput:
         kwargs = {k: getattr(args, k) for k in type(args).model_fields} if args is not None else {}

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pydantic
 from harmonygraph.bounds import JSONDepthError, loads_bounded
+from harmonygraph.schema_errors import validation_problems
 
 __all__ = ["OutputInvalid", "OutputSpec"]
 
@@ -60,8 +61,5 @@ class OutputSpec:
             return self._adapter.validate_python(data)
         except pydantic.ValidationError as exc:
             raise OutputInvalid(
-                [
-                    f"`{'.'.join(map(str, e['loc'])) or '(root)'}`: {e['msg']}"
-                    for e in exc.errors(include_url=False)
-                ][:8]
+                validation_problems(exc, noun="key", root="(root)", show_input=False, limit=8)
             ) from None

@@ -72,10 +72,9 @@ def test_allow_host_with_port(server: LocalServer) -> None:
 def test_bad_allow_host_is_one_line() -> None:
     result = runner.invoke(app, ["open", "http://127.0.0.1/", "--allow-host", "127.0.0.1:web"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == (
-        "error: bad browser configuration: allowed host '127.0.0.1:web': the "
-        "port must be a number from 1 to 65535"
-    )
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("error: bad browser configuration: ")
+    assert line.endswith("allowed host '127.0.0.1:web': the port must be a number from 1 to 65535")
 
 
 def test_allow_host_help_says_what_a_bare_host_opens() -> None:
@@ -117,7 +116,7 @@ def test_bad_setting_from_the_environment_is_one_line(monkeypatch: pytest.Monkey
     result = runner.invoke(app, ["search", "x", "--backend", "local"])
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith("error: bad browser configuration: max_bytes: ")
+    assert result.stderr.startswith("error: bad browser configuration: `max_bytes`: ")
 
 
 def test_ddgs_failure_names_the_engine_used(monkeypatch: pytest.MonkeyPatch) -> None:

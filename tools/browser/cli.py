@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from harmonygraph.concurrency import run_sync
+from harmonygraph.schema_errors import validation_problems
 
 if TYPE_CHECKING:
     from harmonygraph.tools.base import ToolOutput
@@ -107,13 +108,7 @@ def _run(
 
 def _one_line(exc: Any) -> str:
     """A pydantic ValidationError as one line: `field: message; field: message`."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "value"
-        message = str(err["msg"]).removeprefix("Value error, ")
-        # The allow-list's own messages already name the bad entry.
-        parts.append(message if where == "allow_hosts" else f"{where}: {message}")
-    return "; ".join(parts)
+    return "; ".join(validation_problems(exc, noun="setting", root="value", show_input=False))
 
 
 @app.command()

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pydantic
+from harmonygraph.schema_errors import validation_problems
 from harmonygraph.tools.base import (
     ArgumentError,
     Tool,
@@ -82,14 +83,7 @@ class _BrowserTool(Tool):
         try:
             return self.args_model.model_validate(data)
         except pydantic.ValidationError as exc:
-            problems = []
-            for err in exc.errors(include_url=False):
-                where = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-                if err["type"] == "missing":
-                    problems.append(f"missing required argument `{where}`")
-                else:
-                    problems.append(f"`{where}`: {err['msg']} (got {err.get('input')!r})")
-            raise ArgumentError("; ".join(problems)) from None
+            raise ArgumentError("; ".join(validation_problems(exc))) from None
 
     async def invoke(self, args: Any, ctx: ToolContext) -> ToolOutput:
         if isinstance(args, dict):
