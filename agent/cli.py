@@ -23,34 +23,43 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "browse": ("harmonygraph.tools.browser.cli:app", "The browser tool, as the model sees it."),
     "db": ("harmonygraph.tools.retrieval.cli:db_app", "The embedded Postgres (pgvector)."),
     "index": ("harmonygraph.tools.retrieval.cli:index_app", "Index documents and search them."),
-    "mcp": ("harmonygraph.tools.mcp.cli:app", "Serve the built-in tools over MCP; list a server's tools."),
-    "serve": ("harmonygraph.serve.cli:app", "Serve agents as an OpenAI Responses endpoint, with the dashboard."),
-    "fake-server": ("harmonygraph.tracing.cli:app", "Serve the vLLM-like FakeOpenAIServer, scripted with completions."),
+    "mcp": (
+        "harmonygraph.tools.mcp.cli:app",
+        "Serve the built-in tools over MCP; list a server's tools.",
+    ),
+    "fake-server": (
+        "harmonygraph.tracing.cli:app",
+        "Serve the vLLM-like FakeOpenAIServer, scripted with completions.",
+    ),
+    "serve": (
+        "harmonygraph.serve.cli:app",
+        "Serve agents as an OpenAI Responses endpoint, with the dashboard.",
+    ),
     "batch": ("harmonygraph.batch.cli:app", "Run many task files or inputs as a batch on Ray."),
 }
 
 
+# Help in click's plain style (no rich rendering: `--help` imports nothing heavy), with
+# click's own metavars (`--out PATH`) rather than typer's `<path>` tags.
+_METAVARS = {"str": "TEXT", "path": "PATH", "int": "INTEGER", "float": "FLOAT", "bool": "BOOLEAN"}
+
+
 def _no_type(ctx: click.Context) -> None:
-    return None
+    return None  # an argument's help line names it; its help says what it takes
 
 
-def _without_type_tags(command: click.Command) -> click.Command:
-    """`command` (and its sub-commands) with help that shows no `<str>`/`<bool>` tags:
-    each option's help says what it takes."""
-    if getattr(command, "_untyped", False):
-        return command
-    params_of = command.get_params
-
-    def get_params(ctx: click.Context) -> list[click.Parameter]:
-        params = params_of(ctx)
-        for param in params:  # the help option too, which click makes per command
-            setattr(param, "display_type_rich", _no_type)  # noqa: B010 (an instance override)
-        return params
-
-    setattr(command, "get_params", get_params)  # noqa: B010
-    setattr(command, "_untyped", True)  # noqa: B010
+def _plain_metavars(command: click.Command) -> click.Command:
+    for param in command.params:
+        if param.metavar is not None or getattr(param, "is_flag", False):
+            continue
+        if isinstance(param, typer.core.TyperArgument):
+            param.metavar = (param.name or "value").upper()
+            param.display_type = _no_type  # type: ignore[method-assign]
+        elif isinstance(param, typer.core.TyperOption) and not param.type_descriptor.is_choice:
+            bare = param.bare_type().removeprefix("list[").removesuffix("]")
+            param.metavar = _METAVARS.get(bare, bare.upper())
     for sub in getattr(command, "commands", {}).values():
-        _without_type_tags(sub)
+        _plain_metavars(sub)
     return command
 
 
@@ -71,7 +80,7 @@ class _LazySubcommand(typer.core.TyperGroup):
         # Shell completion is the top command's business, not each group's.
         command.params = [p for p in command.params
                           if p.name not in ("install_completion", "show_completion")]  # fmt: skip
-        return _without_type_tags(command)
+        return _plain_metavars(command)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:  # fmt: skip
@@ -82,21 +91,16 @@ class _Commands(typer.core.TyperGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*super().list_commands(ctx), *SUBCOMMANDS]
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        params = super().get_params(ctx)
-        for param in params:
-            setattr(param, "display_type_rich", _no_type)  # noqa: B010
-        return params
-
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in SUBCOMMANDS:
             target, help = SUBCOMMANDS[cmd_name]
             return _LazySubcommand(cmd_name, target, help)
         command = super().get_command(ctx, cmd_name)
-        return _without_type_tags(command) if command is not None else None
+        return _plain_metavars(command) if command is not None else None
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="harmonygraph",
     help="Drive gpt-oss through harmony tool calls with LangGraph.",
     no_args_is_help=True,
@@ -477,6 +481,7 @@ def replay(
 
 
 # -- demo -------------------------------------------------------------------------------
+
 
 @app.command("demo")
 def demo(

@@ -14,6 +14,7 @@ from .errors import SandboxError
 from .files import publish, walk_nofollow
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="sandbox",
     help="Sandboxed Python execution: build the image, run code, check the backends.",
     no_args_is_help=True,

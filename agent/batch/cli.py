@@ -11,7 +11,7 @@ import typer
 
 __all__ = ["app"]
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(rich_markup_mode=None, add_completion=False)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

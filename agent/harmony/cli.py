@@ -21,6 +21,7 @@ import typer
 __all__ = ["app"]
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="harmony",
     help="Render prompts and parse completions in OpenAI's harmony format (gpt-oss).",
     no_args_is_help=True,

@@ -16,11 +16,14 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Serve agents as an OpenAI Responses endpoint, with the dashboard.",
     no_args_is_help=False,
     pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+keys_app = typer.Typer(
+    rich_markup_mode=None, help="API keys: create (shown once), list, revoke.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -28,6 +28,7 @@ import typer
 __all__ = ["app", "read_script"]
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="fake-server",
     help="Serve FakeOpenAIServer (a vLLM-like test double) on 127.0.0.1.",
     add_completion=False,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from harmonygraph.tools.base import ToolOutput
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="browse",
     help="Search, open and find as the model's `browser` tool does; prints the model's view.",
     no_args_is_help=True,

@@ -12,7 +12,9 @@ from harmonygraph.concurrency import run_sync
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="MCP: serve harmonygraph's tools, or inspect an MCP server.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="MCP: serve harmonygraph's tools, or inspect an MCP server.",
+    no_args_is_help=True,
 )
 
 

@@ -17,10 +17,13 @@ from harmonygraph.concurrency import run_sync
 __all__ = ["db_app", "index_app"]
 
 db_app = typer.Typer(
+    rich_markup_mode=None,
     help="The embedded Postgres (PostgreSQL 16 + pgvector) in $HARMONYGRAPH_HOME/pgdata.",
     no_args_is_help=True,
 )
-index_app = typer.Typer(help="Index documents and search them.", no_args_is_help=True)
+index_app = typer.Typer(
+    rich_markup_mode=None, help="Index documents and search them.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -236,8 +239,12 @@ def index_search(
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=1000)] = 5,
     mode: Annotated[str, typer.Option(help="vector, text or hybrid")] = "hybrid",
     fusion: Annotated[
-        str, typer.Option(help="hybrid mode's merge: rrf (rank fusion) or convex (scores)")
-    ] = "rrf",
+        str,
+        typer.Option(
+            help="hybrid mode's merge: auto (questions by vector, others by rrf), rrf (rank "
+            "fusion) or convex (scores)"
+        ),
+    ] = "auto",
     collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
     filter: Annotated[
         list[str] | None,
@@ -251,8 +258,8 @@ def index_search(
 
     if mode not in ("vector", "text", "hybrid"):
         _fail(f"unknown mode {mode!r}: use vector, text or hybrid", as_json, 2)
-    if fusion not in ("rrf", "convex"):
-        _fail(f"unknown fusion {fusion!r}: use rrf or convex", as_json, 2)
+    if fusion not in ("auto", "rrf", "convex"):
+        _fail(f"unknown fusion {fusion!r}: use auto, rrf or convex", as_json, 2)
     filters: dict[str, Any] = {}
     for item in filter or []:
         key, eq, value = item.partition("=")
