@@ -318,3 +318,33 @@ def test_hashing_embedder_is_deterministic_and_unit_length() -> None:
     assert embedder_from_spec("hashing:128").spec == "hashing:128"
     with pytest.raises(ValueError, match="unknown embedder"):
         embedder_from_spec("word2vec")
+
+
+def test_search_after_db_stop_says_it_starts_postgres_again(tmp_path: Path) -> None:
+    """`index search` after `db stop` starts the embedded server, and says so on stderr
+    (each command its own process, as a user runs them)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["HARMONYGRAPH_HOME"] = str(tmp_path / "home")
+    env["HARMONYGRAPH_EMBED_SERVICE"] = "0"
+
+    def hg(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harmonygraph.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=180)  # fmt: skip
+
+    doc = tmp_path / "notes.md"
+    doc.write_text("The embedded Postgres starts on demand and says so.\n")
+    search = ("index", "search", "Postgres", "--mode", "text")
+    try:
+        first = hg("index", "add", str(doc), "--embedder", "hashing")
+        assert first.returncode == 0 and "starting the embedded Postgres" in first.stderr, first
+        quiet = hg(*search)
+        assert quiet.returncode == 0 and "starting the embedded" not in quiet.stderr, quiet
+        assert hg("db", "stop").returncode == 0
+        again = hg(*search)
+        assert again.returncode == 0 and "starting the embedded Postgres" in again.stderr, again
+    finally:
+        hg("db", "stop")

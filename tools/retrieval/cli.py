@@ -114,9 +114,19 @@ def db_stop(as_json: JsonOpt = False) -> None:
 
 
 def _store(embedder: str | None) -> Any:
+    from harmonygraph.settings import settings
+    from harmonygraph.tools.retrieval.db import embedded_status
     from harmonygraph.tools.retrieval.embeddings import embedder_from_spec
     from harmonygraph.tools.retrieval.store import RetrievalStore
 
+    if not settings().database_url and not embedded_status().running:
+        # The embedded server starts on demand; say so, as it keeps running after the
+        # command (until `db stop`), which a user who stopped it would not expect.
+        typer.echo(
+            "note: starting the embedded Postgres (not running); `harmonygraph db stop` "
+            "stops it again",
+            err=True,
+        )
     return RetrievalStore(embedder=embedder_from_spec(embedder) if embedder else None)
 
 
