@@ -44,8 +44,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 _METAVARS = {"str": "TEXT", "path": "PATH", "int": "INTEGER", "float": "FLOAT", "bool": "BOOLEAN"}
 
 
-def _no_type(ctx: click.Context) -> None:
-    return None  # an argument's help line names it; its help says what it takes
+def _no_type(ctx: click.Context) -> str:
+    return ""  # an argument's help line names it; its help says what it takes
 
 
 def _plain_metavars(command: click.Command) -> click.Command:
