@@ -110,8 +110,42 @@ async def test_folder_ingest_search_and_citations(
     assert convex[0].title == "Leave policy" and convex[0].mode == "hybrid"
     assert 0.0 <= convex[-1].score <= convex[0].score <= 1.0
     assert convex[0].text_rank is not None and convex[0].vector_rank is not None
-    with pytest.raises(ValueError, match="unknown fusion 'max': use rrf or convex"):
+    with pytest.raises(ValueError, match="unknown fusion 'max': use auto, rrf, convex"):
         await store.search(query, collection=collection_name, fusion="max")  # type: ignore[arg-type]
+
+    # The default (auto): a question is answered by the vector ranking, as hybrid hits;
+    # anything else by reciprocal rank fusion of both lists.
+    vector = await store.search(query, collection=collection_name, k=4, mode="vector")
+    auto = await store.search(query, collection=collection_name, k=4)
+    assert [h.id for h in auto] == [h.id for h in vector]
+    assert [h.vector_rank for h in auto] == [1, 2, 3, 4]
+    assert {h.mode for h in auto} == {"hybrid"} and all(h.text_rank is None for h in auto)
+    keywords = "parental leave weeks"
+    auto = await store.search(keywords, collection=collection_name, k=4)
+    rrf = await store.search(keywords, collection=collection_name, k=4, fusion="rrf")
+    assert [(h.id, h.score) for h in auto] == [(h.id, h.score) for h in rrf]
+    assert any(h.text_rank is not None for h in auto)
+
+
+@pytest.mark.parametrize(
+    ("query", "question"),
+    [
+        ("Which U.S. state has been admitted latest?", True),
+        ("how many weeks of parental leave", True),
+        ("  Does aspirin reduce the risk of stroke", True),
+        ("parental leave policy", False),
+        ("B. F. Skinner", False),
+        ("0-dimensional biomaterials show inductive properties.", False),
+        ("whole genome sequencing of howler monkeys", False),  # "who"/"how" inside words
+        ("Isotope ratios in carbonates", False),
+        ("Welche Stadt ist die Hauptstadt?", True),  # any language: the question mark
+    ],
+)
+def test_question_detection(query: str, question: bool) -> None:
+    from harmonygraph.tools.retrieval.fusion import is_question
+
+    assert is_question(query) is question
+    assert is_question("Was ist das", english=False) is False
 
 
 async def test_same_file_twice_is_stored_once_and_a_changed_file_replaces_its_chunks(

@@ -1,13 +1,47 @@
-"""Fusion: merging a text and a vector ranking into one (hybrid search)."""
+"""Fusion: merging a text and a vector ranking into one (hybrid search).
+
+`auto` (the default) chooses per query, by its type. A query phrased as a question ("Which
+U.S. state has been admitted latest?") is answered by the vector ranking alone: its words
+are the question's, not the answer's, so BM25 (terms ORed) ranks whatever repeats `state`
+or `admitted`, and fusing that in pulls good dense hits down. Every other query (keywords,
+a title, a claim, a description) gets reciprocal rank fusion, which beats both rankers
+there. Measured on three development sets in bench/retrieval_bench.py (README,
+Benchmarks); it is a rule about query types, with no constant fitted to a set.
+"""
 
 from __future__ import annotations
 
-from harmonygraph.tools.retrieval.records import SearchHit
+import re
 
-__all__ = ["RRF_K", "fuse_convex", "fuse_rrf"]
+from harmonygraph.tools.retrieval.records import Fusion, SearchHit
+
+__all__ = [
+    "DEFAULT_FUSION",
+    "FUSIONS",
+    "RRF_K",
+    "fuse_convex",
+    "fuse_rrf",
+    "is_question",
+]
 
 # The RRF constant of Cormack et al.
 RRF_K = 60
+FUSIONS: tuple[Fusion, ...] = ("auto", "rrf", "convex")
+DEFAULT_FUSION: Fusion = "auto"
+
+# An English question opens with a wh-word or an auxiliary verb ("Is", "Does", "Can").
+_QUESTION_START = re.compile(
+    r"^\W*(who|whom|whose|what|which|when|where|why|how|is|are|was|were|am|do|does|did"
+    r"|can|could|should|would|will|shall|may|might|has|have|had)\b",
+    re.IGNORECASE,
+)
+
+
+def is_question(query: str, *, english: bool = True) -> bool:
+    """Whether `query` is phrased as a question: it ends with `?`, or (in English) opens
+    with a wh-word or an auxiliary verb. Keywords, titles and claims are not questions."""
+    text = query.strip()
+    return text.endswith("?") or (english and _QUESTION_START.match(text) is not None)
 
 
 def fuse_rrf(text_hits: list[SearchHit], vector_hits: list[SearchHit], k: int) -> list[SearchHit]:

@@ -22,9 +22,10 @@ __all__ = [
 ]
 
 SearchMode = Literal["vector", "text", "hybrid"]
-# How hybrid mode merges its two lists: reciprocal rank fusion (ranks only), or a convex
-# combination of the two scores, each min-max normalised over its candidates.
-Fusion = Literal["rrf", "convex"]
+# How hybrid mode merges its two lists: `auto` (the default) chooses per query (see
+# fusion.py); `rrf`, reciprocal rank fusion (ranks only); `convex`, a convex combination of
+# the two scores, each min-max normalised over its candidates.
+Fusion = Literal["auto", "rrf", "convex"]
 FilterValue = str | int | float | bool
 Filters = Mapping[str, FilterValue | Sequence[FilterValue]]
 

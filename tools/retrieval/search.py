@@ -20,7 +20,13 @@ from harmonygraph.tools.retrieval.errors import (
     DimensionMismatchError,
     InvalidFilterError,
 )
-from harmonygraph.tools.retrieval.fusion import fuse_convex, fuse_rrf
+from harmonygraph.tools.retrieval.fusion import (
+    DEFAULT_FUSION,
+    FUSIONS,
+    fuse_convex,
+    fuse_rrf,
+    is_question,
+)
 from harmonygraph.tools.retrieval.records import (
     Collection,
     Filters,
@@ -148,15 +154,16 @@ class Search(CollectionCatalog):
         mode: SearchMode = "hybrid",
         filters: Filters | None = None,
         depth: int | None = None,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[SearchHit]:
         """The `k` best chunks for `query`. `depth`: candidates per side in hybrid mode;
-        `fusion`: how hybrid mode merges them (`rrf`, or `convex`: equal weights of
-        min-max normalised scores, which measured better on vaswani_npl, see bench/)."""
+        `fusion`: how hybrid mode merges them: `auto` (the default: a question is
+        answered by the vector ranking, anything else by `rrf`), `rrf` (reciprocal rank
+        fusion), or `convex` (equal weights of min-max normalised scores); see fusion.py."""
         if mode not in ("vector", "text", "hybrid"):
             raise ValueError(f"unknown search mode {mode!r}: use vector, text or hybrid")
-        if fusion not in ("rrf", "convex"):
-            raise ValueError(f"unknown fusion {fusion!r}: use rrf or convex")
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}: use {', '.join(FUSIONS)}")
         if not 1 <= k <= 1000:
             raise ValueError("k must be between 1 and 1000")
         if not query.strip():
@@ -170,6 +177,9 @@ class Search(CollectionCatalog):
         if mode == "vector":
             return await self._vector(coll, vector, k, where, params)
         n = depth or max(100, 4 * k)
+        if fusion == "auto" and is_question(query, english=coll.text_config == "english"):
+            # The vector ranking alone, as hybrid hits (RRF-scored, vector ranks kept).
+            return fuse_rrf([], await self._vector(coll, vector, k, where, params), k)
         text_hits, vector_hits = await asyncio.gather(
             self._text(coll, query, n, where, params), self._vector(coll, vector, n, where, params)
         )

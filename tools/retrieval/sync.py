@@ -97,7 +97,7 @@ class SyncRetrievalStore:
         k: int = 5,
         mode: SearchMode = "hybrid",
         filters: Filters | None = None,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = "auto",
     ) -> list[SearchHit]:
         return self._run(
             self.store.search(
