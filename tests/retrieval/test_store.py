@@ -389,6 +389,10 @@ async def test_hnsw_index_serves_vector_search(store: RetrievalStore, collection
     ]
     await store.add_documents(docs, collection=collection_name)
     query = (await HashingEmbedder().embed(["inventory shelf 3"]))[0]
+    async with store._connection() as conn:
+        # Fresh statistics: with the stale ones earlier tests leave (autovacuum's timing),
+        # the planner may think the collection holds 14 rows and sort them instead.
+        await conn.execute("ANALYZE rag_chunks")
     async with store._connection() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         await conn.execute("SET LOCAL enable_bitmapscan = off")
