@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-READABILITY = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "readability"
+# Resolved: shared/ may be a link, and served files are checked against the real folder.
+READABILITY = (Path(__file__).resolve().parents[3] / "shared" / "corpora" / "readability").resolve()
 
 LINKS_PAGE = """<!doctype html><html><head><title>Links index</title></head><body>
 <h1>Reading list</h1>
