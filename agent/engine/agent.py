@@ -8,7 +8,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar, Unpack, cast
 
 from harmonygraph.concurrency import iterate_sync, run_sync
 from harmonygraph.engine.checkpoint import CheckedSaver, CheckpointWriteError, memory_saver
@@ -52,12 +52,23 @@ from langgraph.types import Command, StreamMode
 if TYPE_CHECKING:
     from harmonygraph.tools.browser.history import BrowserHistory
 
-__all__ = ["Agent", "ChatSession"]
+__all__ = ["Agent", "ChatSession", "RunOptions"]
 
 T = TypeVar("T")
 
 
 Checkpointer = BaseCheckpointSaver | Literal["memory"] | None
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of a run (`arun` documents each), typed for `run`/`stream`."""
+
+    thread_id: str | None
+    reasoning: ReasoningLevel | str | None
+    message_history: Sequence[Message]
+    deps: Any
+    resume: Any
+    trace_path: str | Path | None
 
 
 class Agent(Generic[T]):
@@ -239,63 +250,26 @@ class Agent(Generic[T]):
         return result
 
     def run(
-        self,
-        input: str | Sequence[Message] | None = None,
-        *,
-        thread_id: str | None = None,
-        reasoning: ReasoningLevel | str | None = None,
-        message_history: Sequence[Message] = (),
-        deps: Any = None,
-        resume: Any = None,
-        trace_path: str | Path | None = None,
+        self, input: str | Sequence[Message] | None = None, **options: Unpack[RunOptions]
     ) -> RunResult[T]:
         """`arun` for sync code."""
-        return run_sync(
-            self.arun(
-                input, thread_id=thread_id, reasoning=reasoning, message_history=message_history,
-                deps=deps, resume=resume, trace_path=trace_path,
-            )
-        )  # fmt: skip
+        return run_sync(self.arun(input, **options))
 
     async def astream(
-        self,
-        input: str | Sequence[Message] | None = None,
-        *,
-        thread_id: str | None = None,
-        reasoning: ReasoningLevel | str | None = None,
-        message_history: Sequence[Message] = (),
-        deps: Any = None,
-        resume: Any = None,
-        trace_path: str | Path | None = None,
+        self, input: str | Sequence[Message] | None = None, **options: Unpack[RunOptions]
     ) -> AsyncIterator[AgentEvent]:
         """Typed events as the run goes: reasoning and answer deltas, tool calls, steps, the result.
 
         The last event is `RunDone(result)`; a run that fails raises after it.
         """
-        async for event in self._run_events(
-            input, thread_id=thread_id, reasoning=reasoning, message_history=message_history,
-            deps=deps, resume=resume, trace_path=trace_path, stream=True,
-        ):  # fmt: skip
+        async for event in self._run_events(input, stream=True, **options):
             yield event
 
     def stream(
-        self,
-        input: str | Sequence[Message] | None = None,
-        *,
-        thread_id: str | None = None,
-        reasoning: ReasoningLevel | str | None = None,
-        message_history: Sequence[Message] = (),
-        deps: Any = None,
-        resume: Any = None,
-        trace_path: str | Path | None = None,
+        self, input: str | Sequence[Message] | None = None, **options: Unpack[RunOptions]
     ) -> Iterator[AgentEvent]:
         """`astream` for sync code."""
-        return iterate_sync(
-            self.astream(
-                input, thread_id=thread_id, reasoning=reasoning, message_history=message_history,
-                deps=deps, resume=resume, trace_path=trace_path,
-            )
-        )  # fmt: skip
+        return iterate_sync(self.astream(input, **options))
 
     def chat(
         self, *, reasoning: ReasoningLevel | str | None = None, trace_path: str | Path | None = None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from harmonygraph.harmony.messages import Message
-from harmonygraph.harmony.parser import ParseEvent
+from harmonygraph.harmony.parser import ParseEvent, StreamParser
 from harmonygraph.harmony.prompt import DeveloperConfig, ReasoningLevel, SystemConfig
 from harmonygraph.harmony.repairs import Repair
 
@@ -24,6 +24,7 @@ __all__ = [
     "ResponseDone",
     "StreamEvent",
     "Usage",
+    "replay_as_stream",
 ]
 
 
@@ -163,3 +164,17 @@ class Model(Protocol):
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def aclose(self) -> None: ...
+
+
+async def replay_as_stream(
+    response: ModelResponse, tools: Sequence[str] = ()
+) -> AsyncIterator[StreamEvent]:
+    """A whole response (a constrained answer made by two requests) as the events a
+    stream of it would have given, then `ResponseDone`."""
+    replay = StreamParser(tools=tools)
+    for event in replay.feed_text(response.raw):
+        yield event
+    events, _ = replay.finish_events()
+    for event in events:
+        yield event
+    yield ResponseDone(response)

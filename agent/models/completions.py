@@ -73,6 +73,7 @@ from harmonygraph.models.base import (
     ResponseDone,
     StreamEvent,
     Usage,
+    replay_as_stream,
 )
 from harmonygraph.models.constrained import (
     StructuredOutputStyle,
@@ -304,13 +305,8 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         if self._constrains(request):
             # The two requests are not streamed; their completion is replayed as events.
             response, _ = await self._complete_constrained(request)
-            replay = StreamParser(tools=self.tool_names(request))
-            for event in replay.feed_text(response.raw):
+            async for event in replay_as_stream(response, self.tool_names(request)):
                 yield event
-            events, _ = replay.finish_events()
-            for event in events:
-                yield event
-            yield ResponseDone(response)
             return
         settings = self.settings_for(request)
         prompt = self.render(request)
