@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 import referencing.exceptions
+from harmonygraph.harmony.schema import json_type
 
 __all__ = ["identifier", "normalize_schema", "reconcile_schema"]
 
@@ -148,21 +149,9 @@ def _enum_on_array_to_items(node: dict[str, Any]) -> None:
         return  # the items already list their values: those are the reading
     items = {**items, "enum": enum}
     if "type" not in items:
-        kinds = sorted({_json_type(v) for v in enum})
+        kinds = sorted({json_type(v) for v in enum})
         items["type"] = kinds[0] if len(kinds) == 1 else kinds
     node["items"] = items
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return "string"
 
 
 def _valid(value: Any, node: dict[str, Any], defs: dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["SchemaError", "flatten_schema", "schema_of"]
+__all__ = ["SchemaError", "flatten_schema", "json_type", "schema_of"]
 
 _PRIMITIVES = {"string", "number", "integer", "boolean", "null"}
 # Keywords harmony does not render; we say them in the description instead.
@@ -111,7 +111,7 @@ class _Flattener:
         if "const" in node and "enum" not in node:
             node["enum"] = [node.pop("const")]
         if "enum" in node and "type" not in node:
-            types = sorted({_json_type(v) for v in node["enum"]})
+            types = sorted({json_type(v) for v in node["enum"]})
             node["type"] = types[0] if len(types) == 1 else types
 
         if "properties" in node:
@@ -145,7 +145,8 @@ class _Flattener:
         return node
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a JSON value."""
     if value is None:
         return "null"
     if isinstance(value, bool):
