@@ -12,7 +12,9 @@ The layers, each importing only those below it (checked by tests/test_architectu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harmonygraph.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -79,11 +81,4 @@ _LAZY = {
     "tool": "harmonygraph.tools.base",
 }
 
-
-def __getattr__(name: str) -> Any:
-    # Lazy: importing the package (and `harmonygraph --help`) does not pull in LangGraph.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

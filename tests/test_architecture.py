@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("harmonygraph.models",)),
     ("harmony", ("harmonygraph.harmony",)),
     ("foundations", ("harmonygraph.settings", "harmonygraph.bounds", "harmonygraph.safe_yaml",
-                     "harmonygraph.schema_errors",
+                     "harmonygraph.schema_errors", "harmonygraph.lazy",
                      "harmonygraph.concurrency")),
 ]  # fmt: skip
 # Each feature's own command-line module sits on top of its feature, with the main CLI.

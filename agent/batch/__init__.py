@@ -13,7 +13,9 @@ batch runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harmonygraph.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from harmonygraph.batch.driver import BatchProgress, BatchReport, run_batch
@@ -42,10 +44,4 @@ _LAZY = {
     "run_batch": "harmonygraph.batch.driver",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

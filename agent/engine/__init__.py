@@ -14,7 +14,9 @@ Application graphs (`harmonygraph.graphs`) use only this package's public names.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harmonygraph.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from harmonygraph.engine.agent import Agent, ChatSession
@@ -115,11 +117,4 @@ _LAZY = {
     "replay_trace": "harmonygraph.engine.replay",
 }
 
-
-def __getattr__(name: str) -> Any:
-    # Lazy: importing the package (and `harmonygraph --help`) does not pull in LangGraph.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -9,7 +9,9 @@ See README's "Serve" section; errors are in `harmonygraph.serve.errors`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harmonygraph.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from harmonygraph.serve.app import ServeConfig, create_app
@@ -25,10 +27,4 @@ _LAZY = {
     "ServedAgent": "harmonygraph.serve.service",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

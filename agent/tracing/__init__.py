@@ -17,7 +17,9 @@ from harmonygraph.tracing import FakeOpenAIServer, ScriptedModel, Trace
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harmonygraph.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from harmonygraph.tracing.doubles import (
@@ -91,11 +93,4 @@ __all__ = [
     "turn_inputs",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # Lazy: the engine imports only what it records with, not the HTTP test server.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
