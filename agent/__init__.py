@@ -5,9 +5,9 @@ from harmonygraph import Agent, tool
 ```
 
 The layers, each importing only those below it (checked by tests/test_architecture.py):
-`cli`, `doctor`, `task` → `graphs` (report, survey) → `engine` (the loop and the `Agent`)
+`cli`, `doctor`, `task`, `serve`, `batch` → `graphs` (report, survey) → `engine` (the loop and the `Agent`)
 → `tracing` (traces, replay, test doubles) → `tools` → `sandbox` → `models` → `harmony`
-→ foundations (`settings`, `concurrency`, `bounds`, `safe_yaml`).
+→ foundations (`settings`, `concurrency`, `bounds`, `safe_yaml`, `schema_errors`, `lazy`).
 """
 
 from __future__ import annotations
