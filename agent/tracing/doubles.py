@@ -470,7 +470,7 @@ class FakeOpenAIServer:
         if self._httpd is not None:
             return self
         handler = type("_Handler", (_Handler,), {"fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        httpd = _ListeningServer(("127.0.0.1", self._port), handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -1108,6 +1108,12 @@ def _failing(events: Iterator[dict[str, Any]], failure: _StreamFailure) -> Itera
             break
         yield event
     yield _error_body(failure.message, failure.kind, failure.code)
+
+
+class _ListeningServer(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a hundred clients connecting at once overflow
+    # it, and the kernel drops SYNs that are retried a second later (latency, then errors).
+    request_queue_size = 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
