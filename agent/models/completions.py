@@ -78,7 +78,7 @@ from harmonygraph.models.base import (
 from harmonygraph.models.constrained import (
     StructuredOutputStyle,
     complete_with_final_schema,
-    token_prompt,
+    create_token_completion,
 )
 from harmonygraph.models.errors import RetryPolicy
 
@@ -196,10 +196,8 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
     def render(self, request: ModelRequest) -> RenderedPrompt:
         return self.renderers.get(request.system, request.developer).render(request.messages)
 
-    def request_body(
-        self, request: ModelRequest, prompt: Sequence[int], *, stream: bool
-    ) -> dict[str, Any]:
-        """The keyword arguments for `client.completions.create`."""
+    def request_body(self, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+        """The request's JSON fields but `prompt` (see `create_token_completion`)."""
         settings = self.settings_for(request)
         extra: dict[str, Any] = {
             "stop_token_ids": list(STOP_TOKENS),
@@ -215,8 +213,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
             "temperature": settings.temperature,
             "top_p": settings.top_p,
             "stream": stream,
-            "timeout": settings.timeout,
-            **token_prompt(prompt, extra),
+            **extra,
         }
         if settings.seed is not None:
             body["seed"] = settings.seed
@@ -243,6 +240,7 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
                 settings=settings,
                 style=style,
                 return_token_ids=self.return_token_ids,
+                prompt_json=prompt.tokens_json(),
             ),
         )
         result = parse_completion_text(two.text, tools=self.tool_names(request))
@@ -268,10 +266,14 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
             return response
         settings = self.settings_for(request)
         prompt = self.render(request)
-        tokens = prompt.tokens
-        body = self.request_body(request, tokens, stream=False)
+        body, prompt_json = self.request_body(request, stream=False), prompt.tokens_json()
         started = time.perf_counter()
-        completion = await self.call(settings, lambda: self.client.completions.create(**body))
+        completion = await self.call(
+            settings,
+            lambda: create_token_completion(
+                self.client, body, prompt_json, request_timeout=settings.timeout
+            ),
+        )
         latency = time.perf_counter() - started
         if not completion.choices:
             raise ModelError(
@@ -310,9 +312,14 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
             return
         settings = self.settings_for(request)
         prompt = self.render(request)
-        body = self.request_body(request, prompt.tokens, stream=True)
+        body, prompt_json = self.request_body(request, stream=True), prompt.tokens_json()
         started = time.perf_counter()
-        chunks = await self.call(settings, lambda: self.client.completions.create(**body))
+        chunks = await self.call(
+            settings,
+            lambda: create_token_completion(
+                self.client, body, prompt_json, request_timeout=settings.timeout, stream=True
+            ),
+        )
         parser = StreamParser(tools=self.tool_names(request))
         texts: list[str] = []
         token_ids: list[int] | None = None

@@ -1119,6 +1119,9 @@ class _ListeningServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeOpenAIServer
     protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn; streams use chunked encoding
+    # TCP_NODELAY, as uvicorn: with Nagle's algorithm a reply written in two sends waits
+    # for the client's delayed ACK, 40 ms a request on keep-alive connections.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet in test output
         return
