@@ -103,6 +103,28 @@ class MessageDone:
 
 ParseEvent = HeaderDone | ContentDelta | MessageDone
 
+# The per-token event, made without the frozen dataclass's __init__ (a Python call and
+# an object.__setattr__ per field): object.__new__ and each slot's own setter. The
+# fields are checked here, so a field added to ContentDelta cannot be left unset.
+if ContentDelta.__slots__ != ("index", "channel", "recipient", "delta"):
+    raise TypeError(f"ContentDelta's fields changed: {ContentDelta.__slots__}")
+_new_delta = object.__new__
+_set_index, _set_channel, _set_recipient, _set_delta = (
+    ContentDelta.__dict__[name].__set__ for name in ContentDelta.__slots__
+)
+
+
+def _content_delta(
+    index: int, channel: str | None, recipient: str | None, text: str
+) -> ContentDelta:
+    """`ContentDelta(index, channel, recipient, text)`, the same object, made faster."""
+    delta: ContentDelta = _new_delta(ContentDelta)
+    _set_index(delta, index)
+    _set_channel(delta, channel)
+    _set_recipient(delta, recipient)
+    _set_delta(delta, text)
+    return delta
+
 
 @dataclass(slots=True)
 class ParseResult:
@@ -197,6 +219,9 @@ class _Lexer:
 # Each ordinary token's bytes, decoded once per process (only the ids a process meets:
 # a few thousand, not the 200k of the vocabulary). Special tokens are never cached here.
 _TOKEN_BYTES: dict[int, bytes] = {}
+# The text of each cached token whose bytes are whole UTF-8 by themselves (most of them):
+# such a token needs no incremental decoder when none is mid-character.
+_TOKEN_TEXT: dict[int, str] = {}
 
 
 def _token_bytes(token: int) -> bytes:
@@ -206,6 +231,10 @@ def _token_bytes(token: int) -> bytes:
     except Exception:  # the Rust side's error for an id outside the vocabulary
         raise ValueError(token) from None
     _TOKEN_BYTES[token] = data
+    try:
+        _TOKEN_TEXT[token] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass  # part of a character: it goes through the incremental decoder
     return data
 
 
@@ -414,15 +443,29 @@ class StreamParser:
         self._messages: list[Message] = []
         self._ignored: list[str] = []
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._specials = _special_ids()
+        # What `feed_tokens` may skip, kept true only while it holds: `_in_content`,
+        # inside a message's content with nothing held back by the lexer (text goes
+        # straight to the content); `_partial`, the decoder may hold part of a character
+        # (so token bytes must go through it). Whatever may change them clears or sets
+        # them first, so an exception leaves them on the safe side.
+        self._in_content = False
+        self._partial = False
         self._finished = False
         self._tail_open = False
 
+    def _settle(self) -> None:
+        """Recompute `_in_content` after anything that may have moved the state."""
+        self._in_content = self._state is _State.CONTENT and not self._lexer.pending
+
     # -- input ---------------------------------------------------------------
     def feed_text(self, chunk: str) -> list[ParseEvent]:
+        self._in_content = False
         self._text.append(chunk)
         events: list[ParseEvent] = []
         for kind, value, offset in self._lexer.feed(chunk):
             self._step(kind, value, offset, events)
+        self._settle()
         return events
 
     def feed_tokens(self, tokens: Iterable[int]) -> list[ParseEvent]:
@@ -431,36 +474,92 @@ class StreamParser:
         Message content is never lexed for markers here, so a final answer that writes
         "<|end|>" as text keeps it. Header text still is: a `<|constrain|>` the model
         spelled out in plain-text tokens reads as the marker, as it does from text.
+
+        The ordinary tokens between two special tokens (or the ends of `tokens`) are
+        read as one piece of text, as if decoded together.
         """
-        specials = _special_ids()
-        cache = _TOKEN_BYTES
         events: list[ParseEvent] = []
-        pending: list[bytes] = []  # ordinary tokens' bytes since the last special token
+        texts = _TOKEN_TEXT
+        # Text of the whole-UTF-8 tokens since the last special token, while the decoder
+        # is not mid-character; `pending` (their bytes) takes over once it must be used.
+        run: list[str] = []
+        pending: list[bytes] | None = [] if self._partial else None
         for token in tokens:
-            data = cache.get(token)
-            if data is None:
-                if token in specials:
-                    if pending:
-                        self._feed_bytes(b"".join(pending), events)
-                        pending = []
-                    self._feed_special(specials[token], events)
+            if pending is None:
+                text = texts.get(token)
+                if text is not None:
+                    run.append(text)
                     continue
+            special = self._specials.get(token)
+            if special is not None:
+                if run:
+                    self._feed_decoded(run[0] if len(run) == 1 else "".join(run), events)
+                    run = []
+                elif pending:
+                    self._feed_bytes(b"".join(pending), events)
+                self._feed_special(special, events)
+                pending = None  # the special token ended any character the decoder held
+                continue
+            data = _TOKEN_BYTES.get(token)
+            if data is None:
                 try:
                     data = _token_bytes(token)
                 except ValueError:
-                    if pending:
+                    if run:
+                        self._feed_decoded("".join(run), events)
+                    elif pending:
                         self._feed_bytes(b"".join(pending), events)
                     self._invalid_token([token])
+                if pending is None and token in texts:
+                    run.append(texts[token])  # met for the first time: now cached
+                    continue
+            if pending is None:
+                pending = [t.encode() for t in run]
+                run = []
             pending.append(data)
-        if pending:
+        if run:
+            text = run[0] if len(run) == 1 else "".join(run)
+            if self._in_content:
+                # The common case, token by token inside a message: `_append_content`
+                # inlined, and its ContentDelta made without the dataclass __init__.
+                # (`text` is never empty: every ordinary token has at least one byte.)
+                self._text.append(text)
+                self._content.append(text)
+                self._lexer.offset += len(text)
+                if self._held:
+                    text = self._held + text
+                    self._held = ""
+                if text[-1] == "\n":
+                    # A newline right before the next marker may be layout, not content
+                    # (see `_close`): it goes out with the text after it, or at the end.
+                    text, self._held = text[:-1], "\n"
+                    if not text:
+                        return events
+                info = self._info
+                assert info is not None
+                delta = _new_delta(ContentDelta)
+                _set_index(delta, len(self._messages))
+                _set_channel(delta, info.channel)
+                _set_recipient(delta, info.recipient)
+                _set_delta(delta, text)
+                events.append(delta)
+            else:
+                self._feed_decoded(text, events)
+        elif pending:
             self._feed_bytes(pending[0] if len(pending) == 1 else b"".join(pending), events)
         return events
 
     def _feed_bytes(self, data: bytes, events: list[ParseEvent]) -> None:
         # Bytes first, so a character split across tokens is decoded whole.
+        self._partial = True
         text = self._utf8.decode(data)
-        if not text:
-            return
+        self._partial = bool(self._utf8.getstate()[0])
+        if text:
+            self._feed_decoded(text, events)
+
+    def _feed_decoded(self, text: str, events: list[ParseEvent]) -> None:
+        """Text decoded from ordinary tokens (never lexed inside a message's content)."""
+        self._in_content = False
         self._text.append(text)
         if self._state is _State.CONTENT and not self._lexer.pending:
             # What `_step` does with text inside a message's content, without its tests.
@@ -469,10 +568,14 @@ class StreamParser:
         else:
             for kind, value, offset in self._lexer.feed(text):
                 self._step(kind, value, offset, events)
+        self._settle()
 
     def _feed_special(self, token_text: str, events: list[ParseEvent]) -> None:
         # A special token ends whatever plain text came before it.
+        self._in_content = False
+        self._partial = True
         tail = self._utf8.decode(b"", final=True)
+        self._partial = False
         if tail:
             self._text.append(tail)
         for kind, value, offset in self._lexer.feed(tail, final=True):
@@ -484,6 +587,7 @@ class StreamParser:
         else:
             self._step(_Tok.UNKNOWN, token_text, self._lexer.offset, events)
         self._lexer.offset += len(token_text)
+        self._settle()
 
     def _invalid_token(self, ids: list[int]) -> NoReturn:
         enc = get_encoding()
@@ -510,6 +614,8 @@ class StreamParser:
         (held-back text, the header of a message cut short, its MessageDone)."""
         events: list[ParseEvent] = []
         if not self._finished:
+            self._in_content = False
+            self._partial = True
             tail = self._utf8.decode(b"", final=True)
             if tail:
                 self._text.append(tail)
@@ -635,7 +741,7 @@ class StreamParser:
             text, self._held = text[:-1], "\n"
             if not text:
                 return
-        events.append(ContentDelta(len(self._messages), info.channel, info.recipient, text))
+        events.append(_content_delta(len(self._messages), info.channel, info.recipient, text))
 
     def _drop_header(self, header: _Header, why: str, leftover: str = "") -> None:
         self._repairs.append(Repair(RepairKind.GARBLED_HEADER, header.start, why))

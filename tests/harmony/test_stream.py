@@ -275,3 +275,60 @@ def test_marker_text_written_in_content_stays_text_when_parsing_token_ids(enc: A
         ("final", "Write <|end|> then <|call|>.", "return")
     ]
     assert streamed == whole
+
+
+MIXED = (
+    "<|channel|>analysis<|message|>Sums 𝄞 and 🐔, then 龘𒀀.\n\n<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>Done: 日本語 é\n<|return|>"
+)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_token_chunking_keeps_messages_and_deltas(size: int, enc: Any) -> None:
+    """However the token ids are chunked, the messages and what the deltas add up to
+    are the same, and no delta carries half a character."""
+    tokens = enc.encode(MIXED, allowed_special="all")
+    parser = StreamParser()
+    events: list[ParseEvent] = []
+    for i in range(0, len(tokens), size):
+        events += parser.feed_tokens(tokens[i : i + size])
+    tail, result = parser.finish_events()
+    events += tail
+    assert result == parse_completion_tokens(tokens)
+    assert [m.content for m in result.messages] == [
+        "Sums 𝄞 and 🐔, then 龘𒀀.\n\n",
+        "Done: 日本語 é\n",
+    ]
+    for i, message in enumerate(result.messages):
+        deltas = [e.delta for e in events if isinstance(e, ContentDelta) and e.index == i]
+        assert "".join(deltas) == message.content
+        assert all(d and "\ufffd" not in d for d in deltas)
+
+
+def test_token_deltas_are_ordinary_content_deltas(enc: Any) -> None:
+    """The deltas of the token-by-token path compare, hash and stay frozen as any."""
+    parser = StreamParser()
+    parser.feed_tokens(enc.encode("<|channel|>final<|message|>", allowed_special="all"))
+    (delta,) = parser.feed_tokens(enc.encode("Hi"))
+    assert delta == ContentDelta(0, "final", None, "Hi")
+    assert hash(delta) == hash(ContentDelta(0, "final", None, "Hi"))
+    assert repr(delta) == repr(ContentDelta(0, "final", None, "Hi"))
+    with pytest.raises(AttributeError):
+        delta.delta = "changed"  # type: ignore[misc]
+
+
+def test_text_and_tokens_mixed_inside_content(enc: Any) -> None:
+    """Text held back by the lexer (a "<" that may begin a marker) is still in front of
+    the tokens fed after it, and a character split between calls is decoded whole."""
+    parser = StreamParser()
+    parser.feed_tokens(enc.encode("<|channel|>final<|message|>", allowed_special="all"))
+    assert [e.delta for e in parser.feed_text("a <") if isinstance(e, ContentDelta)] == ["a "]
+    (delta,) = parser.feed_tokens(enc.encode("b"))
+    assert isinstance(delta, ContentDelta) and delta.delta == "<b"
+    split = enc.encode("🐔")
+    assert len(split) > 1
+    assert parser.feed_tokens(split[:1]) == []  # half a character: nothing to send yet
+    (delta,) = parser.feed_tokens([*split[1:], *enc.encode(" ok")])
+    assert isinstance(delta, ContentDelta) and delta.delta == "🐔 ok"
+    parser.feed_tokens(enc.encode("<|return|>", allowed_special="all"))
+    assert parser.finish().messages[0].content == "a <b🐔 ok"
