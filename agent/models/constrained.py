@@ -269,7 +269,7 @@ async def create_token_completion(
     options: dict[str, Any] = {"headers": {"Content-Type": "application/json"}}
     if request_timeout is not None:
         options["timeout"] = request_timeout
-    raw = {"content": content} if _POST_TAKES_CONTENT else {"body": content}
+    raw: dict[str, Any] = {"content" if _POST_TAKES_CONTENT else "body": content}
     if stream:
         return await client.post(
             "/completions",
@@ -280,7 +280,11 @@ async def create_token_completion(
             **raw,
         )
     response = await client.post(
-        "/completions", cast_to=httpx.Response, options=cast(Any, options), **raw
+        # httpx's Response: the SDK hands it back unparsed (SDKs on httpx2 accept it too).
+        "/completions",
+        cast_to=cast(Any, httpx.Response),
+        options=cast(Any, options),
+        **raw,
     )
     try:
         data = json.loads(_without_prompt_ids(response.content))
@@ -297,8 +301,8 @@ async def create_token_completion(
 def _without_prompt_ids(body: bytes) -> bytes:
     """`body` with a `"prompt_token_ids": [ids]` member's list replaced by `null`.
 
-    Found by byte search (C speed), and only replaced when what lies between the
-    brackets is ids and commas; anything else leaves the body as it was. Inside a JSON
+    Found by byte search (C speed), and only replaced when the brackets hold a flat
+    list (no string, object or list inside); anything else leaves the body as it was. Inside a JSON
     string the key's quotes would be escaped, so the search cannot match text.
     """
     key = body.find(_PROMPT_IDS_KEY)
@@ -309,6 +313,6 @@ def _without_prompt_ids(body: bytes) -> bytes:
     closing = body.find(b"]", opening)
     if opening < 0 or closing < 0 or body[after:opening].strip() != b":":
         return body
-    if body[opening + 1 : closing].translate(None, b"0123456789, \t\r\n"):
-        return body
+    if any(body.find(c, opening + 1, closing) >= 0 for c in (b'"', b"{", b"[")):
+        return body  # not a flat list of numbers
     return body[:after] + b":null" + body[closing + 1 :]

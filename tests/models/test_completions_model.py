@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import threading
 from collections.abc import AsyncGenerator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import cast
 
 import pytest
-from harmonygraph.harmony import ContentDelta, HeaderDone, MessageDone, Role
-from harmonygraph.models import HarmonyCompletionsModel, ModelSettings, ResponseDone, StreamEvent
+from harmonygraph.harmony import ContentDelta, HeaderDone, Message, MessageDone, Role
+from harmonygraph.harmony.render import ConversationRenderer
+from harmonygraph.models import (
+    HarmonyCompletionsModel,
+    ModelError,
+    ModelSettings,
+    ResponseDone,
+    StreamEvent,
+)
+from harmonygraph.models.constrained import _without_prompt_ids
 from harmonygraph.tracing import FakeOpenAIServer
 
 from .helpers import CALL, DEVELOPER, FINAL, SYSTEM, TOOL_RESULT, make_request
@@ -195,3 +206,72 @@ async def test_cancelled_call_and_stream_leave_the_client_usable() -> None:
         response = await model.complete(make_request())
         await model.aclose()
     assert response.messages[-1].is_final
+
+
+async def test_prompt_json_follows_the_ids_across_steps_and_roll_backs(
+    server: FakeOpenAIServer,
+) -> None:
+    # The renderer keeps the ids JSON-encoded beside the ids; what goes on the wire must
+    # be exactly the ids, also after a finished turn's analysis is dropped (a roll-back).
+    server.add(CALL, FINAL, FINAL)
+    model = HarmonyCompletionsModel(base_url=server.base_url)
+    request = make_request()
+    history = list(request.messages)
+    asked = []
+    for turn in range(3):
+        request = dataclasses.replace(request, messages=tuple(history))
+        asked.append(request.messages)
+        response = await model.complete(request)
+        history.extend(response.messages)
+        if response.messages[-1].is_tool_call:
+            history.append(TOOL_RESULT)
+        else:
+            history.append(Message.user(f"And turn {turn}?"))
+    await model.aclose()
+    sent = [body["prompt"] for body in server.bodies("/v1/completions")]
+    # Each prompt sent is the conversation rendered afresh, by a renderer of its own.
+    fresh = [
+        ConversationRenderer(request.system, request.developer).render(m).tokens for m in asked
+    ]
+    assert sent == fresh and len(sent) == 3
+
+
+def test_prompt_ids_are_dropped_from_a_body_only_where_they_are_a_list_of_ids() -> None:
+    text = 'a \\"prompt_token_ids\\": [1, 2] in the text'
+    body = json.dumps(
+        {"choices": [{"text": text, "token_ids": [7, 8], "prompt_token_ids": [1, 2, 3]}]}
+    ).encode()
+    kept = json.loads(_without_prompt_ids(body))["choices"][0]
+    assert kept == {"text": text, "token_ids": [7, 8], "prompt_token_ids": None}
+    # Anything but a flat list is left alone; a body without the field is unchanged.
+    for odd in (b'{"prompt_token_ids": [[1], 2]}', b'{"prompt_token_ids": ["x"]}', b"{}"):
+        assert _without_prompt_ids(odd) == odd
+
+
+async def test_a_body_that_is_not_a_json_object_is_a_clear_error() -> None:
+    # A server on 127.0.0.1 answering 200 with a JSON list instead of a completion.
+    class ListServer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "5")
+            self.end_headers()
+            self.wfile.write(b"[1,2]")
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    httpd = HTTPServer(("127.0.0.1", 0), ListServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        model = HarmonyCompletionsModel(
+            base_url=f"http://127.0.0.1:{httpd.server_port}/v1",
+            structured_output_style="structured_outputs",
+        )
+        with pytest.raises(ModelError, match="not a JSON object"):
+            await model.complete(make_request())
+        await model.aclose()
+    finally:
+        httpd.shutdown()
