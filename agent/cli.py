@@ -612,6 +612,10 @@ def demo(
                 },
             }
         )
+        if serve:  # the JSON alone on stdout; where to sign in, on stderr
+            from harmonygraph.serve.cli import serve_report
+
+            serve_report(out, port=port, to_stderr=True)
         return
     for w in result.warnings:
         if w not in warned:

@@ -233,6 +233,22 @@ def create_app(config: ServeConfig) -> App:
                     "status": row["status"], "model": served.name, "output": []}  # fmt: skip
         return dict(row["response"])
 
+    @app.get("/v1/responses/{response_id}/trace")
+    async def get_trace(request: Request, response_id: str) -> Response:
+        """The run's trace (JSON Lines), for `harmonygraph replay`; its reasoning masked
+        unless the key may see reasoning."""
+        from harmonygraph.serve.dashboard import trace_download
+
+        key, _ = await owned(request, response_id)
+        records = await app.store.get_trace(response_id)
+        if records is None:
+            raise NotFoundError(
+                f"Response '{response_id}' has no recorded trace (it was cancelled or failed "
+                "before its run ended, or was made with store: false).",
+                param="response_id",
+            )
+        return trace_download(response_id, records, key)
+
     @app.delete("/v1/responses/{response_id}")
     async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
         _, row = await owned(request, response_id)

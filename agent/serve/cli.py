@@ -159,19 +159,29 @@ def run(config: Any, host: str, port: int) -> None:
 
     names = ", ".join(s.name for s in config.agents) or "none"
     err.print(f"[bold]harmonygraph serve[/] · agents: {names} · http://{host}:{port}/ "
-              f"(API at /v1, dashboard at /)")  # fmt: skip
+              f"(API at /v1, dashboard at /)", soft_wrap=True)  # fmt: skip
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 
 def serve_report(out: Path, *, host: str = "127.0.0.1", port: int = 8000,
-                 database_url: str | None = None) -> None:  # fmt: skip
-    """`harmonygraph demo --serve`: the report in `out` on the dashboard, with a key to sign in."""
+                 database_url: str | None = None, to_stderr: bool = False) -> None:  # fmt: skip
+    """`harmonygraph demo --serve`: the report in `out` on the dashboard, with a key to sign in
+    (printed on stdout, or on stderr where stdout is the demo's JSON).
+
+    The dashboard's tables go in `database_url` (or `DATABASE_URL`), else in the demo's own
+    embedded database, which stops with this process like the rest of the demo: Ctrl-C
+    leaves nothing running.
+    """
     from harmonygraph.concurrency import run_sync
     from harmonygraph.serve.app import ServeConfig
+    from harmonygraph.serve.dashboard import report_id
     from harmonygraph.serve.store import ServeStore
-    from harmonygraph.tools.retrieval.db import database_url as resolve_url
+    from harmonygraph.settings import harmonygraph_home, settings
+    from harmonygraph.tools.retrieval.db import start_embedded
 
-    url = resolve_url(database_url)
+    url = database_url or settings().database_url
+    if not url:
+        url = start_embedded(harmonygraph_home() / "demo-pgdata", keep_running=False)
 
     async def key() -> str:
         async with ServeStore(url, max_size=1) as store:
@@ -179,7 +189,12 @@ def serve_report(out: Path, *, host: str = "127.0.0.1", port: int = 8000,
             return secret
 
     secret = run_sync(key())
-    console.print(f"sign in at http://{host}:{port}/signin with the key [bold]{secret}[/]")
+    page = f"http://{host}:{port}/signin?next=/reports/{report_id(out)}"
+    sys.stdout.flush()  # what the demo printed (its JSON), out before the server starts
+    say = err if to_stderr else console
+    say.print(f"the report in the dashboard: {page}", soft_wrap=True, markup=False)
+    say.print(f"sign in with the key {secret} · Ctrl-C stops the server", soft_wrap=True,
+              markup=False)  # fmt: skip
     run(ServeConfig(agents=[], database_url=url, reports=[("Survey demo", out)]), host, port)
 
 

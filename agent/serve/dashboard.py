@@ -3,7 +3,9 @@
 - `/signin`: an API key in, an HttpOnly cookie out (the key is checked like the API's).
 - `/runs`: every response run: status, agent, duration, tokens, cost; filter and search.
 - `/runs/{id}`: its timeline (model steps, tool calls with arguments and results,
-  durations, tokens, artifacts); reasoning behind a toggle, for keys allowed to see it.
+  durations, tokens, artifacts); reasoning behind a toggle, for keys allowed to see it;
+  and, for the key that made the run, its trace to replay (`/runs/{id}/trace`, the same as
+  `GET /v1/responses/{id}/trace`): `harmonygraph replay resp_….jsonl`.
 - `/reports`: the survey pipeline's reports, and a form to upload a survey export and
   start the pipeline; `/reports/{id}` shows its progress (refreshing itself while it
   runs), then the report (HTML view, Markdown and PDF downloads, charts).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -25,9 +28,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from harmonygraph.serve.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from harmonygraph.serve.store import ApiKey
+from harmonygraph.tracing.redaction import without_reasoning
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-__all__ = ["add_finished_report", "error_page", "install", "report_id"]
+__all__ = ["add_finished_report", "error_page", "install", "report_id", "trace_download"]
 
 COOKIE = "hg_key"
 MAX_UPLOAD_BYTES = 20_000_000
@@ -64,6 +68,19 @@ def render(request: Request, template: str, http_status: int = 200, **ctx: Any) 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", http_status=status, status_code=status, message=message)
+
+
+def trace_download(response_id: str, records: list[dict[str, Any]], key: ApiKey) -> Response:
+    """A run's trace as a JSON Lines download, `<id>.jsonl`, for `harmonygraph replay`;
+    reasoning masked (consistently, so it still replays) unless `key` may see it."""
+    if not key.show_reasoning:
+        records = without_reasoning(records)
+    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    return Response(
+        body.encode("utf-8"), media_type="application/jsonl",
+        headers={"Content-Disposition": f'attachment; filename="{response_id}.jsonl"',
+                 "Cache-Control": "no-store"},
+    )  # fmt: skip
 
 
 def report_id(out_dir: Path) -> str:
@@ -174,8 +191,25 @@ def install(app: Any) -> None:
         for item in (row["response"] or {}).get("output", []):
             if item.get("type") == "message":
                 answer = "".join(c.get("text", "") for c in item.get("content", []))
+        owner = row["key_id"] == key.id
+        has_trace = owner and await request.app.store.has_trace(run_id)
         return render(request, "run.html", key=key, row=row, timeline=row["timeline"] or [],
-                      show_reasoning=show, can_see_reasoning=key.show_reasoning, answer=answer)  # fmt: skip
+                      show_reasoning=show, can_see_reasoning=key.show_reasoning, answer=answer,
+                      owner=owner, has_trace=has_trace, base_url=str(request.base_url).rstrip("/"))  # fmt: skip
+
+    @fa.get("/runs/{run_id}/trace", include_in_schema=False)
+    async def run_trace(request: Request, run_id: str) -> Response:
+        key = await viewer(request)
+        if key is None:
+            return to_signin(request)
+        row = await request.app.store.get_response(run_id)
+        # Only the key that made a run downloads its trace; another key's run is unknown.
+        records = None
+        if row is not None and row["key_id"] == key.id:
+            records = await request.app.store.get_trace(run_id)
+        if records is None:
+            return error_page(request, 404, f"No trace of a run {run_id} made with your key.")
+        return trace_download(run_id, records, key)
 
     # -- reports ------------------------------------------------------------------------
     @fa.get("/reports", include_in_schema=False)
@@ -213,7 +247,8 @@ def install(app: Any) -> None:
         input_path = out_dir / f"input{suffix}"
         input_path.write_bytes(data)
         await request.app.store.create_job(job_id, key.id, title, str(out_dir))
-        task = asyncio.create_task(_run_pipeline(request.app, job_id, input_path, out_dir))
+        task = asyncio.create_task(_run_pipeline(request.app, job_id, input_path, out_dir,
+                                                 shown_as=Path(upload.filename).name))  # fmt: skip
         request.app.state.jobs[job_id] = task
         task.add_done_callback(lambda _t: request.app.state.jobs.pop(job_id, None))
         return RedirectResponse(f"/reports/{job_id}", status_code=303)
@@ -276,13 +311,23 @@ async def add_finished_report(store: Any, title: str, out_dir: Path, key_id: str
     return job_id
 
 
-async def _run_pipeline(app: Any, job_id: str, input_path: Path, out_dir: Path) -> None:
-    from harmonygraph.graphs.survey import run_survey_pipeline
+async def _run_pipeline(
+    app: Any, job_id: str, input_path: Path, out_dir: Path, *, shown_as: str = ""
+) -> None:
+    from harmonygraph.graphs.survey import PipelineError, run_survey_pipeline
 
     store = app.store
 
+    def as_uploaded(text: str) -> str:
+        """The upload named as its person named it, not as the server saved it."""
+        if not shown_as:
+            return text
+        return text.replace(str(input_path), shown_as).replace(input_path.name, shown_as)
+
     async def progress(event: Any) -> None:
-        await store.job_event(job_id, _describe(event))
+        described = _describe(event)
+        described["text"] = as_uploaded(described["text"])
+        await store.job_event(job_id, described)
 
     try:
         await run_survey_pipeline(
@@ -294,7 +339,9 @@ async def _run_pipeline(app: Any, job_id: str, input_path: Path, out_dir: Path) 
                                               error="the server stopped"))  # fmt: skip
         raise
     except Exception as exc:  # the job's failure, shown on its page
+        # The pipeline's own errors say what to fix; anything else is named by its kind.
+        said = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
         await store.finish_job(job_id, status="failed", files=_files(out_dir),
-                               error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                               error=as_uploaded(said))  # fmt: skip
         return
     await store.finish_job(job_id, status="done", files=_files(out_dir), error=None)

@@ -313,6 +313,8 @@ class ResponsesService:
             cost_usd=result.cost_usd if result is not None else None,
             response=obj, timeline=timeline,
             error=(obj.get("error") or {}).get("message"),
+            # the run's trace, for replaying it (not kept for a request that asked `store: false`)
+            trace=result.trace.records if result is not None and p.req.store is not False else None,
         )  # fmt: skip
         if p.req.store is False:
             await self.saver.adelete_thread(p.thread_id)

@@ -1,5 +1,7 @@
 """What the server keeps in Postgres, beside LangGraph's checkpoints: API keys (hashed),
-responses (one row a run, with its trace for the dashboard) and survey jobs.
+responses (one row a run, with its timeline for the dashboard), each run's trace (in the
+trace format, for `harmonygraph replay`; a table of its own, read only when downloaded) and
+survey jobs.
 
 Conversations themselves live in the checkpointer's tables: a response's `thread_id` is
 a LangGraph thread, and a follow-up (`previous_response_id`) starts a new thread from the
@@ -57,6 +59,10 @@ CREATE TABLE IF NOT EXISTS hg_responses (
     error text
 );
 CREATE INDEX IF NOT EXISTS hg_responses_created ON hg_responses (created_at DESC);
+CREATE TABLE IF NOT EXISTS hg_traces (
+    response_id text PRIMARY KEY,
+    records jsonb NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hg_jobs (
     id text PRIMARY KEY,
     key_id text NOT NULL,
@@ -217,24 +223,41 @@ class ServeStore:
         response: dict[str, Any] | None,
         timeline: list[dict[str, Any]] | None,
         error: str | None,
+        trace: list[dict[str, Any]] | None = None,
     ) -> None:
+        """The run's outcome; with `trace` (its records), the trace too, in the same statement."""
+        keep = "" if trace is None else (
+            "WITH kept AS (INSERT INTO hg_traces (response_id, records) VALUES (%s, %s) "
+            "ON CONFLICT (response_id) DO UPDATE SET records = EXCLUDED.records) "
+        )  # fmt: skip
         await self._exec(
-            "UPDATE hg_responses SET status=%s, duration_s=%s, input_tokens=%s, "
+            keep + "UPDATE hg_responses SET status=%s, duration_s=%s, input_tokens=%s, "
             "output_tokens=%s, cost_usd=%s, response=%s, timeline=%s, error=%s WHERE id=%s",
+            *(() if trace is None else (response_id, Jsonb(_jsonable(trace)))),
             status, duration_s, input_tokens, output_tokens, cost_usd,
             Jsonb(response) if response is not None else None,
             Jsonb(_jsonable(timeline)) if timeline is not None else None, error, response_id,
         )  # fmt: skip
+
+    async def has_trace(self, response_id: str) -> bool:
+        row = await self._one("SELECT 1 AS one FROM hg_traces WHERE response_id = %s", response_id)
+        return row is not None
+
+    async def get_trace(self, response_id: str) -> list[dict[str, Any]] | None:
+        """A run's trace records, or None where none was kept."""
+        row = await self._one("SELECT records FROM hg_traces WHERE response_id = %s", response_id)
+        return list(row["records"]) if row else None
 
     async def get_response(self, response_id: str) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM hg_responses WHERE id = %s", response_id)
 
     async def delete_response(self, response_id: str) -> None:
         await self._exec(
+            "WITH gone AS (DELETE FROM hg_traces WHERE response_id = %s) "
             "UPDATE hg_responses SET stored = false, response = NULL, request = NULL, "
             "timeline = NULL WHERE id = %s",
-            response_id,
-        )
+            response_id, response_id,
+        )  # fmt: skip
 
     async def list_responses(
         self,

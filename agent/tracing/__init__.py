@@ -2,7 +2,8 @@
 
 - `trace`: the JSON Lines record of a run (`TraceRecorder` writes it, `Trace` reads it back,
   checking each record's shape and depth).
-- `redaction`: what never reaches a trace (API keys, the client's own secrets).
+- `redaction`: what never reaches a trace (API keys, the client's own secrets), and a
+  trace without its reasoning (`without_reasoning`) for readers not allowed to see it.
 - `replay`: a model (`ReplayModel`) and tools (`ReplayToolRegistry`) that answer from a
   trace; `Agent.replay` and `harmonygraph.engine.replay` run an agent over them.
 - `recording`: `RecordingModel`, one trace for a pipeline of many agents on one model.
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
         ScriptExhaustedError,
     )
     from harmonygraph.tracing.recording import RecordingModel
-    from harmonygraph.tracing.redaction import Redactor, model_secrets
+    from harmonygraph.tracing.redaction import Redactor, model_secrets, without_reasoning
     from harmonygraph.tracing.replay import (
         RecordedToolset,
         ReplayDivergence,
@@ -56,6 +57,7 @@ _LAZY = {
     "RecordingModel": "recording",
     "Redactor": "redaction",
     "model_secrets": "redaction",
+    "without_reasoning": "redaction",
     "RecordedToolset": "replay",
     "ReplayDivergence": "replay",
     "ReplayModel": "replay",
@@ -91,6 +93,7 @@ __all__ = [
     "sampling_params",
     "settings_from_params",
     "turn_inputs",
+    "without_reasoning",
 ]
 
 __getattr__ = lazy_exports(__name__, _LAZY)

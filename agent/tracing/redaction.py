@@ -29,7 +29,7 @@ _SECRET_KEY_IN_JSON = re.compile(
     _SECRET_KEYS.pattern.removeprefix("(?i)").rstrip("$") + r'"\s*:', re.I
 )
 
-__all__ = ["Redactor", "model_secrets"]
+__all__ = ["REASONING_MASK", "Redactor", "model_secrets", "without_reasoning"]
 
 
 @dataclass
@@ -120,3 +120,45 @@ def model_secrets(model: Any) -> list[str]:
     if found is None and hasattr(model, "inner"):  # a wrapper (RecordingModel)
         return model_secrets(model.inner)
     return [s for s in (found or ()) if isinstance(s, str) and s]
+
+
+# -- reasoning ------------------------------------------------------------------------
+
+REASONING_MASK = "[reasoning redacted]"
+
+
+def _is_reasoning(message: dict[str, Any]) -> bool:
+    """A model's chain of thought: the analysis channel, addressed to no tool (a call to
+    the built-in `python` is on that channel too, and is kept)."""
+    return (
+        message.get("role") == "assistant"
+        and message.get("channel") == "analysis"
+        and not message.get("recipient")
+    )
+
+
+def without_reasoning(
+    records: Sequence[dict[str, Any]], mask: str = REASONING_MASK
+) -> list[dict[str, Any]]:
+    """A trace's records with every reasoning message's text replaced by `mask`.
+
+    For a reader not allowed to see reasoning. The same message reads the same wherever it
+    occurs (in a model call's answer and in the later requests that carry it), so the trace
+    still replays strictly: the replayed answers are the masked ones, and the requests they
+    lead to are the masked ones recorded. A model call's `raw` completion (the reasoning in
+    harmony markup) is dropped; a replay does not read it.
+    """
+    out: list[dict[str, Any]] = []
+    for record in records:
+        if record.get("type") != "model_call":
+            out.append(record)
+            continue
+        copy = {k: v for k, v in record.items() if k != "raw"}
+        for key in ("messages", "new_messages"):
+            if isinstance(record.get(key), list):
+                copy[key] = [
+                    {**m, "content": mask} if isinstance(m, dict) and _is_reasoning(m) else m
+                    for m in record[key]
+                ]
+        out.append(copy)
+    return out

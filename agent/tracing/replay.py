@@ -382,9 +382,22 @@ class ReplayToolRegistry(ToolRegistry):
         self._next = 0
         self.strict = strict
         self._offered = trace.header.get("tools", [])
+        # A run that ended waiting for approval stopped at its last model call's tool call.
+        self._awaiting = _awaited_call(trace)
 
     def recipients(self) -> list[str]:
         return list(self._offered) if not self.toolsets else super().recipients()
+
+    def needs_approval(self, recipient: str) -> bool:
+        """As the tool says; and, where the recording ended waiting for approval of a call
+        (to a tool the trace alone does not describe as needing it, such as a served
+        client's function), that tool while no recorded result for it is left, so the
+        replay stops where the run did."""
+        if super().needs_approval(recipient):
+            return True
+        return recipient == self._awaiting and not any(
+            rec["requested"] == recipient for rec in self._calls[self._next :]
+        )
 
     async def start(self, ctx: ToolContext) -> None:
         return None  # nothing real runs in a replay
@@ -424,6 +437,16 @@ class ReplayToolRegistry(ToolRegistry):
             time.perf_counter() - started,
             rec.get("truncated", False),
         )
+
+
+def _awaited_call(trace: Trace) -> str | None:
+    """The tool whose call a recorded run ended waiting to have approved, if it did."""
+    if (trace.end or {}).get("status") != "awaiting_approval" or not trace.model_calls:
+        return None
+    for message in reversed(trace.model_calls[-1]["messages"]):
+        if isinstance(message, dict) and message.get("recipient"):
+            return str(message["recipient"])
+    return None
 
 
 class RecordedToolset(Toolset):

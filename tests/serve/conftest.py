@@ -1,5 +1,7 @@
 """Fixtures of the serve tests: one embedded Postgres for the session, a fake gpt-oss
-server (real HTTP) per test, and the serve app on uvicorn on a thread, with an API key."""
+server (real HTTP) per test, and the serve app on uvicorn on a thread, with an API key;
+headless Chromium (Debian's `chromium`, driven by Playwright) for the dashboard, and the
+folder its screenshots go to ($HARMONYGRAPH_SCREENSHOTS, default the test's tmp folder)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.ci import require
+from tests.ci import require, unavailable
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +139,31 @@ def serve(pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Served]]:
     for server, fake in reversed(started):
         server.stop()
         fake.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    sync_api = require("playwright.sync_api")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        unavailable("Debian's chromium is not installed (.ci/setup installs it)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: $HARMONYGRAPH_SCREENSHOTS, else the test's tmp folder."""
+    d = Path(os.environ.get("HARMONYGRAPH_SCREENSHOTS") or tmp_path / "screenshots")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def sign_in(page: Any, base_url: str, key: str) -> None:
+    """Sign `page` in with `key` (through the form, as a person would)."""
+    page.goto(base_url + "/signin")
+    page.fill("#key", key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/runs")

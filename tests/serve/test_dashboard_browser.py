@@ -4,37 +4,14 @@ $HARMONYGRAPH_SCREENSHOTS (default: the test's tmp folder)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
-from tests.ci import require, unavailable
 from tests.serve.conftest import call, final
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def browser():
-    sync_api = require("playwright.sync_api")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        unavailable("Debian's chromium is not installed (.ci/setup installs it)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def _shots(tmp_path: Path) -> Path:
-    d = Path(os.environ.get("HARMONYGRAPH_SCREENSHOTS") or tmp_path / "screenshots")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def test_sign_in_list_open_and_toggle_reasoning(serve, browser, tmp_path):
+def test_sign_in_list_open_and_toggle_reasoning(serve, browser, shots):
     s = serve([call("lookup", '{"q": "capital"}', reasoning="Look it up first."),
                final("Paris.", reasoning="The tool said Paris.")],
               key_options={"show_reasoning": True})  # fmt: skip
@@ -46,7 +23,6 @@ def test_sign_in_list_open_and_toggle_reasoning(serve, browser, tmp_path):
         model="helper", previous_response_id=first.id, tools=tools,
         input=[{"type": "function_call_output", "call_id": fc.call_id, "output": "Paris"}],
     )  # fmt: skip
-    shots = _shots(tmp_path)
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(s.base_url + "/runs")
     assert "/signin" in page.url  # nothing without a key
