@@ -514,6 +514,15 @@ def demo(
     """
     import asyncio
 
+    resources = None
+    if survey is None:
+        # The sample is known to be readable, so the sandbox's warm kernel and the demo's
+        # database start first thing, in the background, while the pipeline's modules
+        # import (seconds): the run finds them ready instead of waiting for them.
+        from harmonygraph.graphs.prestart import SurveyResources
+
+        resources = SurveyResources("auto", "demo").start()
+
     from harmonygraph.concurrency import run_sync
     from harmonygraph.graphs.report import (
         ReportWarning,
@@ -544,6 +553,8 @@ def demo(
             client = ReplayModel(trace, strict=strict)
             mode = f"replaying {len(trace.model_calls)} recorded gpt-oss turns ({trace.header.get('model')})"
     except (TraceError, ValueError) as exc:
+        if resources is not None:
+            resources.close_sync()
         raise fail(str(exc)) from None
 
     warned: set[str] = set()  # warnings shown as they happened are not repeated at the end
@@ -580,6 +591,7 @@ def demo(
                 progress=progress,
                 current_date=current_date,
                 store="demo",
+                resources=resources,
             )
         )
     except PipelineError as exc:
@@ -593,6 +605,8 @@ def demo(
         ) from None
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise fail("interrupted", code=130) from None
+    if not serve:
+        _SKIP_TEARDOWN.append("demo")  # everything is closed and written: see main()
     paths = {k: result.path(k) for k in ("md", "html", "pdf")}
     if as_json:
         t = result.timings
@@ -688,9 +702,45 @@ def _doctor_server(url: str, api_key: str | None, model: str | None, as_json: bo
         console.print(f"{mark} [bold]{c.name}[/]: {c.detail}", soft_wrap=True, markup=True)
 
 
+# Commands that, once they return, leave nothing to finalise but the interpreter itself.
+_SKIP_TEARDOWN: list[str] = []
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app()
+    _SKIP_TEARDOWN.clear()  # set by this command only
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code in (0, None) and _SKIP_TEARDOWN:
+            _exit_without_teardown()
+        raise
+
+
+def _exit_without_teardown() -> None:
+    """Exit now: the exit handlers run, the interpreter's teardown does not.
+
+    Tearing down the interpreter after `demo` (thousands of modules, the tokenizer, the
+    PDF renderer) takes 0.3-1 s and does nothing anyone sees: its files are written and
+    closed, its sandbox and database stopped by the exit handlers, which run here. Only
+    when no other (non-daemon) thread would still be joined.
+    """
+    import atexit
+    import threading
+
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Every failure becomes a `PipelineError` with a message that says what to do and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -41,6 +42,8 @@ from harmonygraph.graphs.deliver import (
     check_folder,
     deliver,
 )
+from harmonygraph.graphs.prestart import SurveyResources
+from harmonygraph.graphs.render import warm_pdf
 from harmonygraph.graphs.report import (
     CitationsRejected,
     ProgressCallback,
@@ -221,7 +224,7 @@ def _findings_feedback(errors: list[str], ledger: SourceLedger) -> str:
 
 
 async def _open_store(
-    store: Any, frameworks: Path | None, warnings: list[str]
+    store: Any, frameworks: Path | None, warnings: list[str], resources: SurveyResources
 ) -> tuple[Any, int, bool]:
     """The store with the frameworks ingested, how many documents, and whether we own it."""
     if store is None or frameworks is None:
@@ -234,18 +237,9 @@ async def _open_store(
         return None, 0, False
     try:
         if store in ("embedded", "demo"):
-            url = None
-            if store == "demo":
-                # The demo's own embedded database: only the framework documents ever go
-                # in, so their ids (which the recorded trace cites) are the same on every
-                # machine, whatever else the user has indexed.
-                from harmonygraph.settings import harmonygraph_home
-                from harmonygraph.tools.retrieval.db import start_embedded
-
-                # Stopped when the process exits: nothing of the demo keeps running.
-                url = await run_in_thread(
-                    lambda: start_embedded(harmonygraph_home() / "demo-pgdata", keep_running=False)
-                )
+            # Started in the background since the run began (see `SurveyResources`): the
+            # demo's own embedded database, stopped when the process exits, or the shared one.
+            url = await resources.database_url()
             store = await RetrievalStore(url=url, embedder=HashingEmbedder()).open()
             owned = True
         results = []
@@ -287,6 +281,7 @@ async def run_survey_pipeline(
     min_responses: int = 10,
     work_dir: str | Path | None = None,
     max_citation_retries: int = 2,
+    resources: SurveyResources | None = None,
 ) -> PipelineResult:
     """Run the survey pipeline end to end; returns where everything went.
 
@@ -296,7 +291,45 @@ async def run_survey_pipeline(
     "embedded" (the embedded Postgres), an open `RetrievalStore`, or None (no documents).
     The report is rendered in `work_dir` (a fresh temporary folder by default) and then
     delivered to `destination` (default: the folder `out_dir`).
+
+    The sandbox's warm kernel and the database start in the background once the survey
+    has been read, while the documents are ingested; `resources` (a `SurveyResources` of
+    the same `sandbox` and `store`, already started) gives them a head start from earlier
+    still, as `harmonygraph demo` does before its imports. The run takes them over.
     """
+    if resources is None:
+        resources = SurveyResources(sandbox, store)  # started once the survey is read
+    elif resources.sandbox_spec != sandbox or resources.store_spec != store:
+        raise ValueError("`resources` must be started with the run's `sandbox` and `store`")
+    try:
+        return await _run_pipeline(
+            input_path, out_dir, model=model, sandbox=sandbox, store=store, frameworks=frameworks,
+            destination=destination, browser=browser, progress=progress, reasoning=reasoning,
+            current_date=current_date, min_responses=min_responses, work_dir=work_dir,
+            max_citation_retries=max_citation_retries, resources=resources,
+        )  # fmt: skip
+    finally:
+        await resources.aclose()  # a warm kernel the run stopped before taking
+
+
+async def _run_pipeline(
+    input_path: str | Path,
+    out_dir: str | Path,
+    *,
+    model: Model,
+    sandbox: Any,
+    store: Any,
+    frameworks: str | Path | None,
+    destination: Destination | None,
+    browser: Toolset | None,
+    progress: ProgressCallback | None,
+    reasoning: str,
+    current_date: str | None,
+    min_responses: int,
+    work_dir: str | Path | None,
+    max_citation_retries: int,
+    resources: SurveyResources,
+) -> PipelineResult:
     started = time.perf_counter()
     out, work = await run_in_thread(_prepare_dirs, out_dir, work_dir)
     dest = destination or FolderDestination(out)
@@ -329,11 +362,14 @@ async def run_survey_pipeline(
                          description="Cleaned survey responses")  # fmt: skip
 
     # -- ingest, sandbox ---------------------------------------------------------------
+    # The sandbox's warm kernel and the database start now (unless a caller started them
+    # earlier still): the kernel warms while the documents are ingested.
+    resources.start()
     t0 = time.perf_counter()
     await emit_progress(progress, StageStarted("ingest", str(frameworks or "")))
     before = len(result.warnings)
     store_obj, result.documents, owns_store = await _open_store(
-        store, Path(frameworks) if frameworks else None, result.warnings
+        store, Path(frameworks) if frameworks else None, result.warnings, resources
     )
     for w in result.warnings[before:]:
         await emit_progress(progress, ReportWarning("ingest", w))
@@ -341,18 +377,15 @@ async def run_survey_pipeline(
         progress, StageDone("ingest", f"{result.documents} documents", time.perf_counter() - t0)
     )
     python: SurveyPythonToolset | None = None
-    if sandbox is not None:
-        if sandbox == "auto":
-            from harmonygraph.sandbox import choose_sandbox
-
-            choice = await run_in_thread(choose_sandbox, fallback_to_local=True)
-            sandbox, result.sandbox = choice.sandbox, choice.description
-            if choice.fallback_reason is not None:
-                result.warnings.append(f"using the {result.sandbox}")
-                await emit_progress(progress, ReportWarning("analysis", result.warnings[-1]))
-        else:
-            result.sandbox = f"{type(sandbox).__name__}"
-        python = SurveyPythonToolset({DATA_FILE: csv_bytes}, sandbox=sandbox)
+    chosen = await resources.sandbox()
+    if chosen is not None:
+        result.sandbox = chosen.description
+        if chosen.fallback_reason is not None:
+            result.warnings.append(f"using the {result.sandbox}")
+            await emit_progress(progress, ReportWarning("analysis", result.warnings[-1]))
+        python = SurveyPythonToolset(
+            {DATA_FILE: csv_bytes}, sandbox=chosen.sandbox, pool=chosen.pool
+        )
 
     tools: dict[Need, Sequence[Tool | Toolset]] = {}
     if python is not None:
@@ -364,6 +397,7 @@ async def run_survey_pipeline(
     if browser is not None:
         tools["web"] = [browser]
 
+    warming: asyncio.Future[None] | None = None
     try:
         # -- analysis ----------------------------------------------------------------------
         runtime = ReportRuntime(
@@ -374,6 +408,10 @@ async def run_survey_pipeline(
         # -- analysis ----------------------------------------------------------------------
         if python is not None:
             t0 = time.perf_counter()
+            if "pdf" in runtime.formats:
+                # The analysis mostly waits on the sandbox: the PDF renderer's one-time
+                # start-up (its import, the fonts) is done meanwhile, off the critical path.
+                warming = asyncio.ensure_future(run_in_thread(warm_pdf))
             await emit_progress(progress, StageStarted("analysis", result.sandbox))
             try:
                 summary, runtime.prior_sources = await _analyse(runtime, python, ledger)
@@ -385,7 +423,9 @@ async def run_survey_pipeline(
             runtime.context = "\n".join(f"- {f}" for f in summary.findings)
             await emit_progress(
                 progress,
-                StageDone("analysis", f"{len(summary.findings)} findings", time.perf_counter() - t0),
+                StageDone(
+                    "analysis", f"{len(summary.findings)} findings", time.perf_counter() - t0
+                ),
             )
 
         # -- report ----------------------------------------------------------------------
@@ -405,6 +445,8 @@ async def run_survey_pipeline(
         result.delivered = result.report.delivered
         result.warnings.extend(result.report.warnings)
     finally:
+        if warming is not None:
+            await warming  # never raises; a failed warm-up is redone by the render
         if python is not None:
             await python.aclose()
         if owns_store and store_obj is not None:

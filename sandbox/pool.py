@@ -24,11 +24,18 @@ log = logging.getLogger(__name__)
 
 
 class SandboxPool:
-    """Keeps `size` warm kernels of one sandbox ready; `acquire()` hands out sessions."""
+    """Keeps `size` warm kernels of one sandbox ready; `acquire()` hands out sessions.
 
-    def __init__(self, sandbox: Sandbox, size: int | None = None) -> None:
+    `refill=False` warms `size` kernels once and then stops: a caller that knows it needs
+    exactly that many warm (the survey pipeline: one, for its analysis) does not pay for a
+    replacement that nobody takes, started while its session runs. Later takes start a
+    kernel then, as with an empty pool.
+    """
+
+    def __init__(self, sandbox: Sandbox, size: int | None = None, *, refill: bool = True) -> None:
         self.sandbox = sandbox
         self.size = sandbox.config.pool_size if size is None else size
+        self.refill = refill
         self.hits = 0
         self.misses = 0
         self.last_error: str | None = None
@@ -64,7 +71,13 @@ class SandboxPool:
 
     def _fill_loop(self) -> None:
         failures = 0
+        started = 0
         while not self._closed.is_set():
+            if not self.refill and started >= self.size:
+                # Filled once. The thread stays until the pool closes: a local kernel
+                # dies with the thread that started it (PR_SET_PDEATHSIG).
+                self._closed.wait()
+                return
             if self._ready.qsize() >= self.size:
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -100,6 +113,7 @@ class SandboxPool:
                 return
             # Ready before "not filling": a taker never sees neither and starts a second one.
             self._ready.put(kernel)
+            started += 1
             self._filling.clear()
 
     # -- use ------------------------------------------------------------------------

@@ -18,8 +18,10 @@ import datetime as dt
 import html
 import importlib.util
 import io
+import logging
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +30,9 @@ import jinja2
 from harmonygraph.graphs.report_models import Report, Section
 from harmonygraph.graphs.sources import CITATION_MARKER
 
-__all__ = ["RenderError", "RenderedReport", "number_citations", "render_report"]
+__all__ = ["RenderError", "RenderedReport", "number_citations", "render_report", "warm_pdf"]
+
+log = logging.getLogger(__name__)
 
 Format = Literal["md", "html", "pdf"]
 TEMPLATES = Path(__file__).parent / "templates"
@@ -229,6 +233,57 @@ def _fonts() -> tuple[list[dict[str, Any]], str]:
     return faces, ('"ReportSans"' if faces else "Helvetica")
 
 
+# xhtml2pdf and ReportLab keep process-wide state (the registered fonts): one document
+# at a time, the warm-up's included.
+_PDF_LOCK = threading.Lock()
+
+
+def _print_css() -> tuple[str, list[dict[str, Any]]]:
+    faces, family = _fonts()
+    return _ENV.get_template("print.css").render(fonts=faces, font_family=family), faces
+
+
+def warm_pdf() -> None:
+    """Do the PDF renderer's one-time work now: import it and load the report's fonts.
+
+    About half of the first PDF's time is xhtml2pdf's import and parsing the four TrueType
+    faces, which it does once per process. A caller with time to spare before its report
+    is ready (the survey pipeline, while the sandbox runs the analysis) calls this in a
+    thread; the report's own PDF then skips that work. Never raises: a renderer that
+    cannot start says so when the report is rendered.
+    """
+    try:
+        from xhtml2pdf import pisa
+
+        css, faces = _print_css()
+        fonts = sorted({Path(f["path"]).parent for f in faces})
+        options = _pdf_access(fonts) if fonts else {}
+        page = _page("", '<p>.</p><div id="page-footer" class="footer">.</div>', css)
+        with _PDF_LOCK:
+            pisa.CreatePDF(page, dest=io.BytesIO(), encoding="utf-8", **options)
+    except Exception as exc:
+        log.debug("the PDF renderer was not warmed: %s", exc)
+
+
+def _pdf_access(roots: list[Path]) -> dict[str, Any]:
+    """xhtml2pdf's options that let a document read local files under `roots` only."""
+    options: dict[str, Any] = {}
+    try:
+        from xhtml2pdf.config.resources import ResourceAccessPolicy
+
+        options["resource_policy"] = ResourceAccessPolicy(
+            allow_remote=False, base_dir=roots[0], extra_roots=roots[1:]
+        )
+    except ImportError:  # xhtml2pdf before its resource policies: filter links ourselves
+
+        def allowed(uri: str, rel: str) -> str:
+            target = Path(uri).resolve()
+            return str(target) if any(target.is_relative_to(r) for r in roots) else ""
+
+        options["link_callback"] = allowed
+    return options
+
+
 def _write_pdf(report: Report, sections: list[_SectionView], path: Path) -> None:
     try:
         from xhtml2pdf import pisa
@@ -244,28 +299,14 @@ def _write_pdf(report: Report, sections: list[_SectionView], path: Path) -> None
         f'<div id="page-footer" class="footer">{html.escape(report.title)} · page '
         "<pdf:pagenumber> of <pdf:pagecount></div>"
     )
-    faces, family = _fonts()
-    css = _ENV.get_template("print.css").render(fonts=faces, font_family=family)
+    css, faces = _print_css()
     page = _page(report.title, body, css)
     # Local reads only, and only the output folder (the charts) and the font folder:
     # the bodies are model-written, so nothing they name may be fetched.
-    roots = [path.parent.resolve(), *sorted({Path(f["path"]).parent for f in faces})]
-    options: dict[str, Any] = {}
-    try:
-        from xhtml2pdf.config.resources import ResourceAccessPolicy
-
-        options["resource_policy"] = ResourceAccessPolicy(
-            allow_remote=False, base_dir=roots[0], extra_roots=roots[1:]
-        )
-    except ImportError:  # xhtml2pdf before its resource policies: filter links ourselves
-
-        def allowed(uri: str, rel: str) -> str:
-            target = Path(uri).resolve()
-            return str(target) if any(target.is_relative_to(r) for r in roots) else ""
-
-        options["link_callback"] = allowed
+    options = _pdf_access([path.parent.resolve(), *sorted({Path(f["path"]).parent for f in faces})])
     buffer = io.BytesIO()
-    status = pisa.CreatePDF(page, dest=buffer, encoding="utf-8", **options)
+    with _PDF_LOCK:
+        status = pisa.CreatePDF(page, dest=buffer, encoding="utf-8", **options)
     if status.err:
         raise RuntimeError(f"xhtml2pdf reported {status.err} error(s) laying out the PDF")
     path.write_bytes(buffer.getvalue())

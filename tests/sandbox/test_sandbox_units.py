@@ -64,6 +64,44 @@ def test_render_matches_a_notebook_cell() -> None:
     assert cut.render() == "xxxxxxxxxx\n[stdout truncated]\nn"
 
 
+def test_a_pool_without_refill_warms_its_kernels_once() -> None:
+    """`refill=False`: `size` kernels warmed, none started to replace a taken one (a later
+    take starts its own), and the filling thread lives on until the pool closes, since a
+    local kernel dies with the thread that started it."""
+    import threading
+
+    from harmonygraph.sandbox import SandboxPool
+
+    class Kernel:
+        alive = True
+
+        def kill(self) -> None:
+            self.alive = False
+
+    class CountingSandbox:
+        config = SandboxConfig(pool_size=1)
+
+        def __init__(self) -> None:
+            self.threads: list[threading.Thread] = []
+
+        def spawn_kernel(self, cancel: threading.Event | None = None) -> Kernel:
+            self.threads.append(threading.current_thread())
+            return Kernel()
+
+    sandbox = CountingSandbox()
+    pool = SandboxPool(sandbox, size=1, refill=False)  # type: ignore[arg-type]
+    assert pool.wait_ready(timeout=60)
+    filler = sandbox.threads[0]
+    pool.take_kernel()  # the warm one
+    pool.take_kernel()  # started by the taker itself
+    assert pool.hits == 1 and pool.misses == 1
+    assert sandbox.threads[1] is threading.current_thread() and len(sandbox.threads) == 2
+    assert filler.is_alive()
+    pool.close_sync()
+    filler.join(timeout=60)
+    assert not filler.is_alive() and len(sandbox.threads) == 2
+
+
 def test_a_taker_waiting_on_a_failing_start_hears_of_it_at_once() -> None:
     """The pool warms at Agent(); a run right after waits for that kernel, but not for the
     whole start timeout when the start fails: it tries itself and says why."""
