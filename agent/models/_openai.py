@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
@@ -31,6 +32,20 @@ __all__ = [
 
 T = TypeVar("T")
 
+
+
+def concurrent_http_client() -> Any:
+    """The SDK's aiohttp transport where aiohttp is installed, else None (its httpx one).
+
+    httpx's connection pool checks every pooled connection's socket for each request it
+    places, so its cost grows with the connections open: at 500 runs at once the client
+    spent 20.9 s of CPU against 11.1 s on aiohttp, the transport the SDK offers "for
+    improved concurrency performance". aiohttp comes with the `serve` and `batch`
+    extras; without it the SDK's default client is used.
+    """
+    if importlib.util.find_spec("aiohttp") is None:
+        return None
+    return openai.DefaultAioHttpClient()
 
 
 def usage_from(usage: Any) -> Usage:
@@ -77,6 +92,7 @@ class OpenAICompatibleModel:
                 # Retries are ours (see agent.models.errors); timeouts are per request.
                 max_retries=0,
                 timeout=self.settings.timeout,
+                http_client=concurrent_http_client(),
             )
         self.client = client
 

@@ -282,7 +282,9 @@ async def _translate(
 ) -> ModelError:
     base_url = safe_url(str(client.base_url).rstrip("/"))
     tried = f" (after {attempts} attempts)" if attempts > 1 else ""
-    if isinstance(exc, openai.APITimeoutError):
+    # A refused connection is reported as such even where a transport calls it a connect
+    # timeout (the SDK's aiohttp transport maps every connector error to ConnectTimeout).
+    if isinstance(exc, openai.APITimeoutError) and not is_connection_refused(exc):
         return ModelTimeoutError(
             f"{base_url}/{endpoint} did not answer within {timeout_s:g} s{tried} for model "
             f"{model!r}; raise the timeout (ModelSettings.timeout) if the server is busy or "
