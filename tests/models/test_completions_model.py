@@ -248,23 +248,28 @@ def test_prompt_ids_are_dropped_from_a_body_only_where_they_are_a_list_of_ids() 
         assert _without_prompt_ids(odd) == odd
 
 
-async def test_a_body_that_is_not_a_json_object_is_a_clear_error() -> None:
-    # A server on 127.0.0.1 answering 200 with a JSON list instead of a completion.
-    class ListServer(BaseHTTPRequestHandler):
+def _answering(body: bytes) -> HTTPServer:
+    """A server on 127.0.0.1 answering every POST with 200 and `body`."""
+
+    class Answer(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["content-length"]))
             self.send_response(200)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", "5")
+            self.send_header("content-length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"[1,2]")
+            self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             return
 
-    httpd = HTTPServer(("127.0.0.1", 0), ListServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    httpd = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+async def test_a_body_that_is_not_a_json_object_is_a_clear_error() -> None:
+    httpd = _answering(b"[1,2]")  # a JSON list instead of a completion
     try:
         model = HarmonyCompletionsModel(
             base_url=f"http://127.0.0.1:{httpd.server_port}/v1",
@@ -275,3 +280,19 @@ async def test_a_body_that_is_not_a_json_object_is_a_clear_error() -> None:
         await model.aclose()
     finally:
         httpd.shutdown()
+
+
+async def test_a_completion_missing_fields_is_still_read() -> None:
+    # No id, object, created, model or usage: the SDK's lenient build takes it, so do we.
+    answer = {"choices": [{"index": 0, "text": FINAL, "finish_reason": "stop"}]}
+    httpd = _answering(json.dumps(answer).encode())
+    try:
+        model = HarmonyCompletionsModel(
+            base_url=f"http://127.0.0.1:{httpd.server_port}/v1",
+            structured_output_style="structured_outputs",
+        )
+        response = await model.complete(make_request())
+        await model.aclose()
+    finally:
+        httpd.shutdown()
+    assert response.messages[-1].is_final and response.finish_reason == "stop"
