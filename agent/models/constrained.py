@@ -26,9 +26,9 @@ import inspect
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, AnyStr, Literal, cast
 
 import httpx
 import openai
@@ -240,6 +240,7 @@ async def complete_with_final_schema(
 # `client.post` takes ready bytes as `content` in current SDKs, as `body` before that.
 _POST_TAKES_CONTENT = "content" in inspect.signature(openai.AsyncOpenAI.post).parameters
 _PROMPT_IDS_KEY = b'"prompt_token_ids"'
+_PROMPT_IDS_KEY_TEXT = _PROMPT_IDS_KEY.decode()
 
 
 async def create_token_completion(
@@ -278,7 +279,7 @@ async def create_token_completion(
             cast_to=Completion,
             options=cast(Any, options),
             stream=True,
-            stream_cls=openai.AsyncStream[Completion],
+            stream_cls=_CompletionStream,
             **raw,
         )
     response = await client.post(
@@ -303,21 +304,37 @@ async def create_token_completion(
         return Completion.construct(**data)  # what the SDK returns for odd servers
 
 
-def _without_prompt_ids(body: bytes) -> bytes:
+class _CompletionStream(openai.AsyncStream[Completion]):
+    """The SDK's completion stream, but vLLM's echo of the prompt ids (in the first
+    chunk, with `return_token_ids`) is cut from an event's data before it is decoded."""
+
+    async def _iter_events(self) -> AsyncIterator[Any]:
+        async for sse in super()._iter_events():
+            if _PROMPT_IDS_KEY_TEXT in sse.data:
+                sse = type(sse)(
+                    event=sse.event, data=_without_prompt_ids(sse.data), id=sse.id, retry=sse.retry
+                )
+            yield sse
+
+
+def _without_prompt_ids(body: AnyStr) -> AnyStr:
     """`body` with a `"prompt_token_ids": [ids]` member's list replaced by `null`.
 
     Found by byte search (C speed), and only replaced when the brackets hold a flat
     list (no string, object or list inside); anything else leaves the body as it was. Inside a JSON
     string the key's quotes would be escaped, so the search cannot match text.
     """
-    key = body.find(_PROMPT_IDS_KEY)
+    text = isinstance(body, str)
+    key = body.find(_PROMPT_IDS_KEY_TEXT if text else _PROMPT_IDS_KEY)  # type: ignore[arg-type]
     if key < 0:
         return body
+    marks = ('"', "{", "[", "]", ":", ":null") if text else (b'"', b"{", b"[", b"]", b":", b":null")
+    quote, brace, bracket, end, colon, null = cast(tuple[AnyStr, ...], marks)
     after = key + len(_PROMPT_IDS_KEY)
-    opening = body.find(b"[", after)
-    closing = body.find(b"]", opening)
-    if opening < 0 or closing < 0 or body[after:opening].strip() != b":":
+    opening = body.find(bracket, after)
+    closing = body.find(end, opening)
+    if opening < 0 or closing < 0 or body[after:opening].strip() != colon:
         return body
-    if any(body.find(c, opening + 1, closing) >= 0 for c in (b'"', b"{", b"[")):
+    if any(body.find(c, opening + 1, closing) >= 0 for c in (quote, brace, bracket)):
         return body  # not a flat list of numbers
-    return body[:after] + b":null" + body[closing + 1 :]
+    return body[:after] + null + body[closing + 1 :]

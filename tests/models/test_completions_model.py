@@ -246,6 +246,9 @@ def test_prompt_ids_are_dropped_from_a_body_only_where_they_are_a_list_of_ids() 
     # Anything but a flat list is left alone; a body without the field is unchanged.
     for odd in (b'{"prompt_token_ids": [[1], 2]}', b'{"prompt_token_ids": ["x"]}', b"{}"):
         assert _without_prompt_ids(odd) == odd
+    # The same on a stream's event data (text).
+    assert json.loads(_without_prompt_ids(body.decode()))["choices"][0] == kept
+    assert _without_prompt_ids('{"prompt_token_ids": ["x"]}') == '{"prompt_token_ids": ["x"]}'
 
 
 def _answering(body: bytes) -> HTTPServer:
