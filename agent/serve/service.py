@@ -6,9 +6,10 @@
   `function_call` item. The client's `function_call_output` then comes back as the
   tool's result in the next request, which goes on from the previous response's messages.
 - Every run is on its own LangGraph thread in the Postgres checkpointer, written at each
-  step. A follow-up request reads the messages of its previous response's thread and
-  starts a new thread from them: any stored response can be continued (branches
-  included), by any replica, after a restart.
+  step (committed without waiting for the disk; the response's own commit, after them,
+  waits and so makes them durable too: `app.open_saver`). A follow-up request reads the
+  messages of its previous response's thread and starts a new thread from them: any
+  stored response can be continued (branches included), by any replica, after a restart.
 - Reasoning (harmony's analysis channel) reaches the client only where the served
   agent's `show_reasoning` allows it.
 """
