@@ -47,7 +47,7 @@ from harmonygraph.tracing.redaction import Redactor, model_secrets
 from harmonygraph.tracing.replay import ReplayModel, ReplayToolRegistry, check_replay_end
 from harmonygraph.tracing.trace import Trace, TraceRecorder, developer_dict, system_dict
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command, StreamMode
+from langgraph.types import Command, Durability, StreamMode
 
 if TYPE_CHECKING:
     from harmonygraph.tools.browser.history import BrowserHistory
@@ -69,6 +69,7 @@ class RunOptions(TypedDict, total=False):
     deps: Any
     resume: Any
     trace_path: str | Path | None
+    durability: Durability
 
 
 class Agent(Generic[T]):
@@ -227,11 +228,19 @@ class Agent(Generic[T]):
         deps: Any = None,
         resume: Any = None,
         trace_path: str | Path | None = None,
+        durability: Durability = "sync",
     ) -> RunResult[T]:
         """Run until a final answer validates, a limit is reached, or a tool needs approval.
 
         `resume` answers a pending approval (`True`, `False` or `{"approved": ..., "reason": ...}`)
         on the same `thread_id`.
+
+        `durability` (runs with a checkpoint: a `thread_id`, approvals, a recorder) is
+        LangGraph's: `"sync"` (the default) saves each step before the next starts, so a
+        crash loses at most the step in progress and a run can be resumed where it
+        stopped; `"exit"` saves once, when the run ends or stops for an approval: one
+        write a run instead of one a step, and a crash loses the run in progress (its
+        tools may then run again when it is retried). `harmonygraph serve` uses `"exit"`.
         """
         result: RunResult[T] | None = None
         async for event in self._run_events(
@@ -242,6 +251,7 @@ class Agent(Generic[T]):
             deps=deps,
             resume=resume,
             trace_path=trace_path,
+            durability=durability,
             stream=False,
         ):
             if isinstance(event, RunDone):
@@ -336,9 +346,15 @@ class Agent(Generic[T]):
         deps: Any = None,
         resume: Any = None,
         trace_path: str | Path | None = None,
+        durability: Durability = "sync",
         stream: bool,
         recorder: TraceRecorder | None = None,
     ) -> AsyncIterator[AgentEvent]:
+        if durability not in ("sync", "async", "exit"):
+            raise ValueError(
+                f"durability must be 'sync' (save each step), 'async' or 'exit' (save when "
+                f"the run ends), not {durability!r}"
+            )
         run_id = uuid.uuid4().hex[:12]
         thread = thread_id or run_id
         if resume is not None or (input is None and not message_history):
@@ -437,7 +453,7 @@ class Agent(Generic[T]):
                 graph_input,
                 config,
                 stream_mode=modes,
-                durability="sync" if needs_checkpoint and graph.checkpointer else None,
+                durability=durability if needs_checkpoint and graph.checkpointer else None,
                 context=runtime,
             ):
                 if mode == "custom":

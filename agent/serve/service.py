@@ -5,9 +5,12 @@
   one stops the run there (the engine's interrupt) and the response ends with a
   `function_call` item. The client's `function_call_output` then comes back as the
   tool's result in the next request, which goes on from the previous response's messages.
-- Every run is on its own LangGraph thread in the Postgres checkpointer, written at each
-  step (committed without waiting for the disk; the response's own commit, after them,
-  waits and so makes them durable too: `app.open_saver`). A follow-up request reads the
+- Every run is on its own LangGraph thread in the Postgres checkpointer, written once,
+  when the run ends or stops for a client's function (`durability="exit"`: a response
+  is answered only when its run ended, so the steps of a run in progress are nothing a
+  client could continue from; one write a run instead of one a step). The checkpoint is
+  committed without waiting for the disk; the response's own commit, after it, waits
+  and so makes it durable too (`app.open_saver`). A follow-up request reads the
   messages of its previous response's thread and starts a new thread from them: any
   stored response can be continued (branches included), by any replica, after a restart.
 - Reasoning (harmony's analysis channel) reaches the client only where the served
@@ -23,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from harmonygraph.engine import (
     Agent,
@@ -60,6 +63,9 @@ from harmonygraph.tools.base import SchemaTool, ToolError, Toolset
 from harmonygraph.tools.registry import ToolRegistry
 
 __all__ = ["ClientToolCalledError", "Prepared", "ResponsesService", "ServedAgent"]
+
+# A run's checkpoint is saved when it ends (see the module docstring).
+RUN_DURABILITY: Literal["exit"] = "exit"
 
 
 @dataclass
@@ -327,8 +333,9 @@ class ResponsesService:
         error: tuple[str, str] | None = None
         try:
             result = await p.agent.arun(
-                p.new, thread_id=p.thread_id, reasoning=p.effort, message_history=p.history
-            )
+                p.new, thread_id=p.thread_id, reasoning=p.effort, message_history=p.history,
+                durability=RUN_DURABILITY,
+            )  # fmt: skip
         except AgentRunError as exc:
             result = exc.result
         except asyncio.CancelledError:
@@ -417,8 +424,9 @@ class ResponsesService:
         try:
             try:
                 async for event in p.agent.astream(
-                    p.new, thread_id=p.thread_id, reasoning=p.effort, message_history=p.history
-                ):
+                    p.new, thread_id=p.thread_id, reasoning=p.effort, message_history=p.history,
+                    durability=RUN_DURABILITY,
+                ):  # fmt: skip
                     if isinstance(event, ReasoningDelta):
                         if not p.served.show_reasoning:
                             continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
+import pytest
 from harmonygraph import Agent, RunLimits
 from harmonygraph.engine.checkpoint import STATE_TYPES, memory_saver, serializer
 from harmonygraph.harmony.messages import Message
@@ -136,3 +137,35 @@ def test_checkpoints_of_the_whole_list_state_still_read() -> None:
     assert result.messages[:2] == earlier
     assert list(model.requests[0].messages) == [*earlier, Message.user("And 2 + 2?")]
     assert result.new_messages == result.messages[2:]
+
+
+def test_durability_exit_saves_once_a_run_and_the_thread_goes_on() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    def checkpoints(durability: str) -> tuple[int, Agent[Any]]:
+        saver = InMemorySaver()
+        script = [CALL.format(args=f'{{"a": {i}, "b": 1}}') for i in range(3)]
+        agent = Agent(
+            ScriptedModel([*script, FINAL.format(text="six"), FINAL.format(text="again")]),
+            tools=[add],
+            checkpointer=saver,
+        )
+        result = agent.run("Add.", thread_id="t", durability=durability)  # type: ignore[arg-type]
+        assert result.output == "six" and result.tool_calls == 3
+        config = {"configurable": {"thread_id": "t"}}
+        count = len(list(saver.list(config)))  # type: ignore[arg-type]
+        # Either way the thread reads back whole and a second run goes on from it.
+        again = agent.run("Once more.", thread_id="t", durability=durability)  # type: ignore[arg-type]
+        assert again.output == "again"
+        assert again.messages[: len(result.messages)] == result.messages
+        return count, agent
+
+    each_step, _ = checkpoints("sync")
+    at_exit, _ = checkpoints("exit")
+    assert at_exit < each_step and at_exit <= 2, (at_exit, each_step)
+
+
+def test_an_unknown_durability_is_refused() -> None:
+    agent = Agent(ScriptedModel([FINAL.format(text="x")]))
+    with pytest.raises(ValueError, match="durability must be 'sync'"):
+        agent.run("Hi.", durability="never")  # type: ignore[arg-type]
