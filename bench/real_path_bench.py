@@ -10,7 +10,8 @@ streaming parser beside openai-harmony's.
   server that takes 100 ms a call: wall time of N = 50 and N = 500 runs at once over one
   run's, and the number of failed runs.
 - **Memory**: RSS of a fresh process after building an Agent with the real client, and
-  after its first step (VmRSS; VmHWM for the peak), with where it went.
+  after its first step (VmRSS; VmHWM for the peak), with where it went; the OpenAI
+  Agents SDK's agent measured the same way on the same server.
 - **Start-up**: `harmonygraph --help` wall time in a fresh process.
 - **Streaming parse**: a 7k-token completion fed token by token to our `StreamParser`
   and to openai-harmony's `StreamableParser`, interleaved: tokens per second.
@@ -249,14 +250,51 @@ MEMORY = textwrap.dedent(
 )
 
 
+# The OpenAI Agents SDK, measured the same way beside ours: its agent on the same fake
+# server (its chat completions endpoint), a function tool, one run to the answer.
+MEMORY_AGENTS_SDK = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    def rss():
+        f = {l.split(':')[0]: int(l.split()[1]) / 1024 for l in open('/proc/self/status')
+             if l.startswith(('VmRSS', 'VmHWM'))}
+        return round(f['VmRSS'], 1), round(f['VmHWM'], 1)
+    out = {'python': rss()}
+    import openai
+    from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool
+    from agents import set_tracing_disabled
+    out['imports'] = rss()
+    set_tracing_disabled(True)
+    @function_tool
+    def add(a: int, b: int) -> int:
+        "Add."
+        return a + b
+    client = openai.AsyncOpenAI(base_url=sys.argv[1], api_key='x', max_retries=0)
+    agent = Agent(name='a', tools=[add],
+                  model=OpenAIChatCompletionsModel('openai/gpt-oss-20b', openai_client=client))
+    out['agent built'] = rss()
+    async def main():
+        await Runner.run(agent, 'Add 1 and 2.')
+        out['after the first step'] = rss()
+        await Runner.run(agent, 'Again.')
+        out['after a second run'] = rss()
+    asyncio.run(main())
+    print(json.dumps(out))
+    """
+)
+
+
 def memory() -> dict[str, Any]:
+    out: dict[str, Any] = {}
     with Server(calls=1) as server:
-        done = subprocess.run(
-            [sys.executable, "-c", MEMORY, server.base_url],
-            capture_output=True, text=True, cwd=ROOT, check=True,
-        )  # fmt: skip
-    stages = json.loads(done.stdout)
-    return {k: {"rss_mb": v[0], "peak_mb": v[1]} for k, v in stages.items()}
+        for name, script in (("harmonygraph", MEMORY), ("openai_agents_sdk", MEMORY_AGENTS_SDK)):
+            done = subprocess.run(
+                [sys.executable, "-c", script, server.base_url],
+                capture_output=True, text=True, cwd=ROOT, check=True,
+            )  # fmt: skip
+            stages = json.loads(done.stdout)
+            out[name] = {k: {"rss_mb": v[0], "peak_mb": v[1]} for k, v in stages.items()}
+    return out
 
 
 # -- start-up --------------------------------------------------------------------------

@@ -78,6 +78,7 @@ import asyncio
 import codecs
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -1114,6 +1115,11 @@ class _ListeningServer(ThreadingHTTPServer):
     # socketserver's default backlog is 5: a hundred clients connecting at once overflow
     # it, and the kernel drops SYNs that are retried a second later (latency, then errors).
     request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up between requests is normal; anything else is printed.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
