@@ -154,13 +154,22 @@ def serve(
 
 
 def run(config: Any, host: str, port: int) -> None:
+    import gc
+
     import uvicorn
     from harmonygraph.serve.app import create_app
 
     names = ", ".join(s.name for s in config.agents) or "none"
     err.print(f"[bold]harmonygraph serve[/] · agents: {names} · http://{host}:{port}/ "
               f"(API at /v1, dashboard at /)", soft_wrap=True)  # fmt: skip
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    app = create_app(config)
+    # This process only serves: what is loaded now (modules, agents) lives as long as it,
+    # so the collector stops scanning it (freeze), and collects young objects less often.
+    # Many runs at once keep many objects alive, and the default thresholds made the
+    # collector a quarter of the CPU of 500 concurrent runs (bench/README.md).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def serve_report(out: Path, *, host: str = "127.0.0.1", port: int = 8000,
