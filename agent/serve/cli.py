@@ -166,7 +166,7 @@ def run(config: Any, host: str, port: int) -> None:
     # This process only serves: what is loaded now (modules, agents) lives as long as it,
     # so the collector stops scanning it (freeze), and collects young objects less often.
     # Many runs at once keep many objects alive, and the default thresholds made the
-    # collector a quarter of the CPU of 500 concurrent runs (bench/README.md).
+    # collector a quarter of the CPU of 500 concurrent runs (README, Benchmarks).
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     uvicorn.run(app, host=host, port=port, log_level="warning")
