@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 from harmonygraph.concurrency import iterate_sync, run_sync
@@ -34,7 +35,7 @@ T = TypeVar("T")
 
 
 
-def concurrent_http_client() -> Any:
+def concurrent_http_client(base_url: str | None = None) -> Any:
     """The SDK's aiohttp transport where aiohttp is installed, else None (its httpx one).
 
     httpx's connection pool checks every pooled connection's socket for each request it
@@ -42,8 +43,13 @@ def concurrent_http_client() -> Any:
     spent 20.9 s of CPU against 11.1 s on aiohttp, the transport the SDK offers "for
     improved concurrency performance". aiohttp comes with the `serve` and `batch`
     extras; without it the SDK's default client is used.
+
+    A `base_url` with credentials in it (`http://user:password@host/v1`, HTTP Basic) gets
+    httpx too: aiohttp refuses a URL's credentials beside the SDK's `Authorization` header.
     """
     if importlib.util.find_spec("aiohttp") is None:
+        return None
+    if base_url is not None and "@" in urlsplit(base_url).netloc:
         return None
     return openai.DefaultAioHttpClient()
 
@@ -86,13 +92,14 @@ class OpenAICompatibleModel:
         self.retry_policy = retry_policy or RetryPolicy()
         self.retries = 0  # retries made over this model's life, for traces and tests
         if client is None:
+            url = base_url or env.base_url
             client = openai.AsyncOpenAI(
-                base_url=base_url or env.base_url,
+                base_url=url,
                 api_key=api_key or env.api_key,
                 # Retries are ours (see agent.models.errors); timeouts are per request.
                 max_retries=0,
                 timeout=self.settings.timeout,
-                http_client=concurrent_http_client(),
+                http_client=concurrent_http_client(url),
             )
         self.client = client
 

@@ -38,6 +38,7 @@ from harmonygraph.harmony.encoding import CALL, MESSAGE, RETURN, get_encoding
 from harmonygraph.harmony.render import json_ids
 from harmonygraph.models._openai import usage_from
 from harmonygraph.models.base import ModelError, ModelSettings, Usage
+from harmonygraph.models.errors import client_secrets, redact_secrets, safe_url
 from openai.types import Completion
 
 __all__ = [
@@ -294,10 +295,13 @@ async def create_token_completion(
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise ModelError(
-            f"{client.base_url} answered /completions with a body that is not a JSON "
-            f"object ({response.content[:200]!r}); is it an OpenAI-compatible server?"
+        # Not through the SDK's errors: no credential of the client's in the message.
+        url = safe_url(str(client.base_url).rstrip("/"))
+        message = (
+            f"{url} answered /completions with a body that is not a JSON object "
+            f"({response.content[:200]!r}); is it an OpenAI-compatible server?"
         )
+        raise ModelError(redact_secrets(message, client_secrets(client)))
     try:  # pydantic-core's validation is 9 us here, the SDK's lenient build 165 us
         return Completion.model_validate(data)
     except pydantic.ValidationError:

@@ -180,6 +180,24 @@ def is_connection_refused(exc: BaseException) -> bool:
     return False
 
 
+def is_timeout(exc: BaseException) -> bool:
+    """Whether `exc` is a timeout, not a connection that failed some other way: the SDK's
+    aiohttp transport reports every connection error (refused, DNS, server hung up) as a
+    connect timeout, with aiohttp's own error, which says what happened, as its cause."""
+    if not isinstance(exc, openai.APITimeoutError):
+        return False
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, TimeoutError):  # asyncio's and aiohttp's timeouts included
+            return True
+        if isinstance(cur, OSError) or type(cur).__module__.startswith("aiohttp."):
+            return False  # ConnectionRefusedError, socket.gaierror, aiohttp's errors
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return True
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
@@ -282,9 +300,9 @@ async def _translate(
 ) -> ModelError:
     base_url = safe_url(str(client.base_url).rstrip("/"))
     tried = f" (after {attempts} attempts)" if attempts > 1 else ""
-    # A refused connection is reported as such even where a transport calls it a connect
-    # timeout (the SDK's aiohttp transport maps every connector error to ConnectTimeout).
-    if isinstance(exc, openai.APITimeoutError) and not is_connection_refused(exc):
+    # A connection that failed (refused, DNS, hung up) is reported as such even where a
+    # transport calls it a connect timeout (the SDK's aiohttp transport: see is_timeout).
+    if is_timeout(exc):
         return ModelTimeoutError(
             f"{base_url}/{endpoint} did not answer within {timeout_s:g} s{tried} for model "
             f"{model!r}; raise the timeout (ModelSettings.timeout) if the server is busy or "

@@ -1,0 +1,127 @@
+"""The model client's HTTP transport at its edges: a server that hangs up, a base URL
+with credentials in it, a body that is no completion, through the real SDK client."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+from harmonygraph.models import (
+    HarmonyCompletionsModel,
+    ModelConnectionError,
+    ModelError,
+    ModelSettings,
+)
+
+from .helpers import FINAL, make_request
+
+
+@pytest.fixture
+def hanging_up() -> Iterator[int]:
+    """A port where the server reads a request and closes the connection unanswered."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    stop.set()
+    listener.close()
+
+
+async def test_a_server_that_hangs_up_is_no_timeout(hanging_up: int) -> None:
+    # The SDK's aiohttp transport calls every connection error a connect timeout; a
+    # server that closed the connection at once must not read "did not answer within 30 s".
+    model = HarmonyCompletionsModel(
+        base_url=f"http://127.0.0.1:{hanging_up}/v1",
+        settings=ModelSettings(timeout=30, max_retries=0),
+    )
+    started = time.perf_counter()
+    with pytest.raises(ModelConnectionError) as caught:
+        await model.complete(make_request())
+    await model.aclose()
+    assert time.perf_counter() - started < 10
+    assert "did not answer within" not in str(caught.value)
+    assert "disconnected" in str(caught.value).lower()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every POST with `answer`, keeping each request's Authorization header."""
+
+    answer = b""
+    content_type = "application/json"
+    auth: ClassVar[list[str | None]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.auth.append(self.headers.get("authorization"))
+        self.send_response(200)
+        self.send_header("content-type", self.content_type)
+        self.send_header("content-length", str(len(self.answer)))
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def _serve(answer: bytes, content_type: str) -> tuple[HTTPServer, list[str | None]]:
+    auth: ClassVar[list[str | None]] = []
+    handler = type(
+        "Handler", (_Recorder,), {"answer": answer, "content_type": content_type, "auth": auth}
+    )
+    httpd = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, auth
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None, reason="aiohttp not installed")
+async def test_credentials_in_the_base_url_work_with_aiohttp_installed() -> None:
+    # aiohttp refuses a URL's user-info beside the SDK's Authorization header (a bare
+    # ValueError); such a URL keeps the SDK's httpx client, which sends them as Basic auth.
+    choice = {"index": 0, "text": FINAL, "finish_reason": "stop", "logprobs": None}
+    completion = json.dumps({"id": "c", "object": "text_completion", "created": 1,
+                             "model": "m", "choices": [choice]}).encode()  # fmt: skip
+    httpd, auth = _serve(completion, "application/json")
+    try:
+        model = HarmonyCompletionsModel(
+            base_url=f"http://user:sekret@127.0.0.1:{httpd.server_port}/v1",
+            structured_output_style="structured_outputs",
+        )
+        response = await model.complete(make_request())
+        await model.aclose()
+    finally:
+        httpd.shutdown()
+    assert response.messages[-1].is_final
+    assert auth == ["Basic dXNlcjpzZWtyZXQ="]  # user:sekret
+
+
+async def test_a_body_that_is_no_completion_names_the_url_without_its_credentials() -> None:
+    httpd, _ = _serve(b"<html>sign in to the proxy</html>", "text/html")
+    try:
+        model = HarmonyCompletionsModel(
+            base_url=f"http://user:sekret@127.0.0.1:{httpd.server_port}/v1",
+            structured_output_style="structured_outputs",
+        )
+        with pytest.raises(ModelError, match="not a JSON object") as caught:
+            await model.complete(make_request())
+        await model.aclose()
+    finally:
+        httpd.shutdown()
+    assert "sekret" not in str(caught.value)
+    assert f"127.0.0.1:{httpd.server_port}/v1" in str(caught.value)
