@@ -206,7 +206,6 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
         }
         if self.return_token_ids:
             extra["return_token_ids"] = True
-        extra.update(settings.extra_body)
         body: dict[str, Any] = {
             "model": self.name,
             "max_tokens": settings.max_tokens,
@@ -219,6 +218,8 @@ class HarmonyCompletionsModel(OpenAICompatibleModel):
             body["seed"] = settings.seed
         if stream:
             body["stream_options"] = {"include_usage": True}
+        # extra_body last, as the SDK merges it: it overrides any field (seed, stream_options)
+        body.update(settings.extra_body)
         return body
 
     # -- complete --------------------------------------------------------------------

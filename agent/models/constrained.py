@@ -169,10 +169,10 @@ async def complete_with_final_schema(
             "max_tokens": max_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
-            **extra,
         }
         if settings.seed is not None:
             fields["seed"] = settings.seed
+        fields.update(extra)  # extra_body (in it) overrides any field, as the SDK merges it
         return create_token_completion(client, fields, prompt, request_timeout=settings.timeout)
 
     started = time.perf_counter()

@@ -18,7 +18,9 @@ from harmonygraph.models import (
     ModelConnectionError,
     ModelError,
     ModelSettings,
+    ResponseDone,
 )
+from harmonygraph.tracing import FakeOpenAIServer
 
 from .helpers import FINAL, make_request
 
@@ -125,3 +127,25 @@ async def test_a_body_that_is_no_completion_names_the_url_without_its_credential
         httpd.shutdown()
     assert "sekret" not in str(caught.value)
     assert f"127.0.0.1:{httpd.server_port}/v1" in str(caught.value)
+
+
+async def test_extra_body_overrides_every_field_as_the_sdk_merges_it(
+    server: FakeOpenAIServer,
+) -> None:
+    # The SDK merged `extra_body` over the named fields; posting the body ourselves must
+    # too, or a stream's vLLM `continuous_usage_stats` (say) is dropped without a word.
+    server.add(FINAL, FINAL)
+    model = HarmonyCompletionsModel(
+        base_url=server.base_url, settings=ModelSettings(seed=1, extra_body={"seed": 7})
+    )
+    await model.complete(make_request())
+    await model.aclose()
+    stream_options = {"include_usage": True, "continuous_usage_stats": True}
+    settings = ModelSettings(extra_body={"stream_options": stream_options})
+    model = HarmonyCompletionsModel(base_url=server.base_url, settings=settings)
+    events = [event async for event in model.stream(make_request())]
+    await model.aclose()
+    assert isinstance(events[-1], ResponseDone)
+    whole, streamed = server.bodies("/v1/completions")
+    assert whole["seed"] == 7
+    assert streamed["stream_options"] == stream_options
