@@ -225,6 +225,7 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.1)
     ap.add_argument("--clients", default="1,10,100")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
+    ap.add_argument("--workers", type=int, default=1, help="serve --workers N")
     args = ap.parse_args()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     fake = subprocess.Popen([sys.executable, "-c", FAKE.format(answer=ANSWER, delay=args.delay)],
@@ -246,7 +247,8 @@ def main() -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "harmonygraph", "serve", "--task", str(task), "--port", str(port),
-         "--database-url", db, "--max-concurrent", "1000", "--per-minute", "100000000"],
+         "--database-url", db, "--max-concurrent", "1000", "--per-minute", "100000000",
+         "--workers", str(args.workers)],
         env=env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -308,7 +310,7 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform(), "loadavg_at_end": os.getloadavg()},
         "model_delay_s": args.delay, "model_call_s": model_s, "load": rows, "stream": stream,
-        "server_overhead_ms": overhead_ms,
+        "server_overhead_ms": overhead_ms, "workers": args.workers,
         "goal": "≥ 90% of the model-bound ideal at 100 concurrent clients",
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

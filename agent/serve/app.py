@@ -30,7 +30,7 @@ from harmonygraph.serve.errors import (
 from harmonygraph.serve.limits import KeyLimiter
 from harmonygraph.serve.protocol import parse_request
 from harmonygraph.serve.service import Prepared, ResponsesService, ServedAgent
-from harmonygraph.serve.store import ApiKey, ServeStore
+from harmonygraph.serve.store import ApiKey, ServeStore, setup_lock
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["ServeConfig", "create_app", "open_saver"]
@@ -81,12 +81,8 @@ async def open_saver(url: str, *, pool_size: int = 20) -> AsyncIterator[Any]:
     await pool.open(wait=True)
     try:
         saver = AsyncPostgresSaver(pool, serde=serializer())
-        async with pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(7317002)")
-            try:
-                await saver.setup()
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(7317002)")
+        async with pool.connection() as conn, setup_lock(conn, 7317002):
+            await saver.setup()
         yield saver
     finally:
         await pool.close()

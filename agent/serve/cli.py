@@ -8,11 +8,13 @@ harmonygraph serve keys list | revoke KEY_ID
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 app = typer.Typer(
@@ -125,50 +127,124 @@ def serve(
         typer.Option("--survey-agent", help="served agent whose model runs uploaded surveys"),
     ] = None,
     reports_dir: Annotated[Path, typer.Option("--reports-dir")] = Path(".harmonygraph") / "reports",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="server processes on one port (each enforces its own share of a key's "
+            "limits, as replicas do)",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the agents at /v1/responses and the dashboard at /, until interrupted."""
     if ctx.invoked_subcommand is not None:
         return
     if not task and not agent:
         raise _fail("give at least one agent: --task FILE or --agent module:obj")
-    from harmonygraph.serve.app import ServeConfig
     from harmonygraph.tools.retrieval.db import database_url as resolve_url
 
+    options = ServeOptions(
+        tasks=[str(t.resolve()) for t in task], agents=list(agent),
+        show_reasoning=list(show_reasoning), base_url=base_url, model=model, api=api,
+        database_url=resolve_url(database_url), max_body_bytes=max_body_bytes,
+        max_concurrent=max_concurrent, per_minute=per_minute, survey_agent=survey_agent,
+        reports_dir=str(reports_dir.resolve()),
+    )  # fmt: skip
     try:
-        served = load_agents(task, agent, show_reasoning=show_reasoning, base_url=base_url,
-                             model=model, api=api)  # fmt: skip
+        config = options.config()  # in this process too: a bad option fails here, once
     except ServeSetupError as exc:
         raise _fail(str(exc)) from None
-    survey_model = None
-    if survey_agent:
-        found = next((s for s in served if s.name == survey_agent), None)
-        if found is None:
-            raise _fail(f"--survey-agent {survey_agent}: no served agent has that name")
-        survey_model = found.agent.model
-    config = ServeConfig(
-        agents=served, database_url=resolve_url(database_url), max_body_bytes=max_body_bytes,
-        max_concurrent=max_concurrent, per_minute=per_minute, survey_model=survey_model,
-        reports_dir=reports_dir,
-    )  # fmt: skip
-    run(config, host, port)
+    if workers == 1:
+        run(config, host, port)
+        return
+    import uvicorn
+
+    _announce(config, host, port, f" · {workers} workers")
+    # Each worker builds its own agents and app from the same options (uvicorn spawns
+    # fresh interpreters: nothing of this process is inherited but the environment).
+    os.environ[_WORKER_OPTIONS] = options.model_dump_json()
+    uvicorn.run("harmonygraph.serve.cli:worker_app", factory=True, workers=workers,
+                host=host, port=port, log_level="warning")  # fmt: skip
+
+
+_WORKER_OPTIONS = "HARMONYGRAPH_SERVE_OPTIONS"
+
+
+class ServeOptions(BaseModel):
+    """What `harmonygraph serve` was given, resolved (absolute paths, the database URL):
+    enough for each worker process to build the same `ServeConfig`."""
+
+    tasks: list[str]
+    agents: list[str]
+    show_reasoning: list[str]
+    base_url: str | None
+    model: str | None
+    api: str | None
+    database_url: str
+    max_body_bytes: int
+    max_concurrent: int
+    per_minute: int
+    survey_agent: str | None
+    reports_dir: str
+
+    def config(self) -> Any:
+        """The `ServeConfig`, or `ServeSetupError` (a task file, an import, a name)."""
+        from harmonygraph.serve.app import ServeConfig
+
+        served = load_agents([Path(t) for t in self.tasks], self.agents,
+                             show_reasoning=self.show_reasoning, base_url=self.base_url,
+                             model=self.model, api=self.api)  # fmt: skip
+        survey_model = None
+        if self.survey_agent:
+            found = next((s for s in served if s.name == self.survey_agent), None)
+            if found is None:
+                raise ServeSetupError(
+                    f"--survey-agent {self.survey_agent}: no served agent has that name"
+                )
+            survey_model = found.agent.model
+        return ServeConfig(
+            agents=served, database_url=self.database_url, max_body_bytes=self.max_body_bytes,
+            max_concurrent=self.max_concurrent, per_minute=self.per_minute,
+            survey_model=survey_model, reports_dir=Path(self.reports_dir),
+        )  # fmt: skip
+
+
+def worker_app() -> Any:
+    """uvicorn's app factory in each process of `serve --workers N`."""
+    from harmonygraph.serve.app import create_app
+
+    config = ServeOptions.model_validate_json(os.environ[_WORKER_OPTIONS]).config()
+    app = create_app(config)
+    _tune_collector()
+    return app
+
+
+def _announce(config: Any, host: str, port: int, extra: str = "") -> None:
+    names = ", ".join(s.name for s in config.agents) or "none"
+    err.print(f"[bold]harmonygraph serve[/] · agents: {names} · http://{host}:{port}/ "
+              f"(API at /v1, dashboard at /){extra}", soft_wrap=True)  # fmt: skip
+
+
+def _tune_collector() -> None:
+    """This process only serves: what is loaded now (modules, agents) lives as long as it,
+    so the collector stops scanning it (freeze), and collects young objects less often.
+    Many runs at once keep many objects alive, and the default thresholds made the
+    collector a quarter of the CPU of 500 concurrent runs (README, Benchmarks)."""
+    import gc
+
+    gc.collect()  # what is garbage now (a demo run before `demo --serve`) is not kept
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def run(config: Any, host: str, port: int) -> None:
-    import gc
-
     import uvicorn
     from harmonygraph.serve.app import create_app
 
-    names = ", ".join(s.name for s in config.agents) or "none"
-    err.print(f"[bold]harmonygraph serve[/] · agents: {names} · http://{host}:{port}/ "
-              f"(API at /v1, dashboard at /)", soft_wrap=True)  # fmt: skip
+    _announce(config, host, port)
     app = create_app(config)
-    # This process only serves: what is loaded now (modules, agents) lives as long as it,
-    # so the collector stops scanning it (freeze), and collects young objects less often.
-    # Many runs at once keep many objects alive, and the default thresholds made the
-    # collector a quarter of the CPU of 500 concurrent runs (README, Benchmarks).
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    _tune_collector()
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

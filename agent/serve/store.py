@@ -11,10 +11,13 @@ any restart.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +25,35 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["ApiKey", "ServeStore", "hash_key", "new_key"]
+__all__ = ["ApiKey", "ServeStore", "hash_key", "new_key", "setup_lock"]
+
+
+@asynccontextmanager
+async def setup_lock(conn: Any, key: int, *, wait_s: float = 120.0) -> AsyncIterator[None]:
+    """A session advisory lock on `conn` while tables are created, for servers starting
+    together (`serve --workers N`, replicas).
+
+    Taken by polling `pg_try_advisory_lock`, not by waiting in `pg_advisory_lock`: a
+    session waiting inside a statement has a transaction open, and LangGraph's migrations
+    build indexes CONCURRENTLY, which wait for every open transaction to end: the
+    holder's index waited for the waiter, which waited for the holder.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,))).fetchone()
+        if row is not None and (row["ok"] if isinstance(row, dict) else row[0]):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"another server held the setup lock {key} for {wait_s:g} s; is one stuck "
+                "starting against this database?"
+            )
+        await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
 
 KEY_PREFIX = "hg-"
 
@@ -118,12 +149,8 @@ class ServeStore:
 
     async def open(self) -> ServeStore:
         await self.pool.open(wait=True)
-        async with self.pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(7317001)")
-            try:
-                await conn.execute(SCHEMA)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(7317001)")
+        async with self.pool.connection() as conn, setup_lock(conn, 7317001):
+            await conn.execute(SCHEMA)
         return self
 
     async def close(self) -> None:

@@ -83,3 +83,77 @@ def test_serve_a_task_file(pg_url, tmp_path):
 def test_serve_refuses_without_agents():
     r = _cli()
     assert r.returncode == 2 and "--task FILE or --agent" in r.stderr
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of the processes whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    found.append(f.read().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_serve_with_two_workers_shares_conversations(pg_url, tmp_path):
+    from harmonygraph.harmony.encoding import get_encoding
+    from harmonygraph.tracing import FakeOpenAIServer
+    from openai import OpenAI
+
+    from tests.serve.conftest import make_key
+
+    task = tmp_path / "helper.yaml"
+    answers = [final(f"Answer {i}.") for i in range(8)]
+    with FakeOpenAIServer(answers) as fake:
+        task.write_text(
+            f"name: helper\ninstructions: Be brief.\ninput: unused\nreasoning: low\n"
+            f"model: {{base_url: {fake.base_url}, name: openai/gpt-oss-20b, api: completions}}\n"
+        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harmonygraph", "serve", "--task", str(task), "--port",
+             str(port), "--database-url", pg_url, "--workers", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            workers = [c for c in _children(proc.pid) if "spawn_main" in c]
+            assert len(workers) == 2, _children(proc.pid)
+            key = make_key(pg_url, "workers")
+            # A conversation continued request after request, each on a new connection,
+            # so the kernel spreads them over the workers: the state is in Postgres.
+            previous = None
+            for i in range(4):
+                client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+                resp = client.responses.create(
+                    model="helper", input=f"Turn {i}", previous_response_id=previous
+                )
+                client.close()
+                assert resp.output_text.startswith("Answer ")
+                previous = resp.id
+            # The last turn's prompt held every earlier turn.
+            last = fake.bodies("/v1/completions")[-1]["prompt"]
+            text = get_encoding().decode(last)
+            assert all(f"Turn {i}" in text for i in range(4))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert not [c for c in _children(proc.pid) if "spawn_main" in c]
