@@ -219,14 +219,20 @@ def concurrency(counts: tuple[int, ...], rounds: int) -> dict[str, Any]:
 
 # -- memory ----------------------------------------------------------------------------
 
-MEMORY = textwrap.dedent(
+# The start of each memory script: RSS and peak (VmRSS, VmHWM) in MB, at each stage.
+_RSS = textwrap.dedent(
     """
-    import json, sys
     def rss():
         f = {l.split(':')[0]: int(l.split()[1]) / 1024 for l in open('/proc/self/status')
              if l.startswith(('VmRSS', 'VmHWM'))}
         return round(f['VmRSS'], 1), round(f['VmHWM'], 1)
     out = {'python': rss()}
+    """
+)
+
+MEMORY = _RSS + textwrap.dedent(
+    """
+    import json, sys
     from harmonygraph import Agent
     from harmonygraph.models import HarmonyCompletionsModel
     from harmonygraph.tools import tool
@@ -252,14 +258,9 @@ MEMORY = textwrap.dedent(
 
 # The OpenAI Agents SDK, measured the same way beside ours: its agent on the same fake
 # server (its chat completions endpoint), a function tool, one run to the answer.
-MEMORY_AGENTS_SDK = textwrap.dedent(
+MEMORY_AGENTS_SDK = _RSS + textwrap.dedent(
     """
     import asyncio, json, sys
-    def rss():
-        f = {l.split(':')[0]: int(l.split()[1]) / 1024 for l in open('/proc/self/status')
-             if l.startswith(('VmRSS', 'VmHWM'))}
-        return round(f['VmRSS'], 1), round(f['VmHWM'], 1)
-    out = {'python': rss()}
     import openai
     from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool
     from agents import set_tracing_disabled

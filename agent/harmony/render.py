@@ -86,8 +86,8 @@ class RenderedPrompt:
 
     def tokens_json(self) -> bytes:
         """`tokens` as a JSON array (`[1,2,3]`), with no per-id work for the history."""
-        parts = [p for p in (bytes(self._json[: self._json_size]), json_ids(self.suffix)) if p]
-        return b"[" + b",".join(parts) + b"]"
+        parts = [p for p in (self._json[: self._json_size], json_ids(self.suffix)) if p]
+        return b"".join((b"[", b",".join(parts), b"]"))
 
     @property
     def length(self) -> int:

@@ -268,8 +268,8 @@ async def create_token_completion(
     where a server's answer does not validate, built as the SDK builds one
     (`Completion.construct`, recursive and unvalidated).
     """
-    content = json.dumps(fields, separators=(",", ":")).encode()[:-1]
-    content += b',"prompt":' + prompt_json + b"}"
+    head = json.dumps(fields, separators=(",", ":")).encode()
+    content = b"".join((head[:-1], b',"prompt":', prompt_json, b"}"))  # one copy of the ids
     options: dict[str, Any] = {"headers": {"Content-Type": "application/json"}}
     if request_timeout is not None:
         options["timeout"] = request_timeout

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
 from harmonygraph.harmony import DeveloperConfig, Message, SystemConfig
 from harmonygraph.models import ModelRequest, ModelSettings, RetryPolicy
 from openai_harmony import ToolDescription, ToolNamespaceConfig
@@ -38,3 +41,28 @@ FAST_RETRY = RetryPolicy(base_delay=0.01, cap=0.05)
 def make_request(*messages: Message, settings: ModelSettings | None = None) -> ModelRequest:
     msgs = messages or (Message.user("What is the weather in Paris?"),)
     return ModelRequest(SYSTEM, DEVELOPER, tuple(msgs), settings or ModelSettings())
+
+
+def answering_server(
+    answer: bytes, content_type: str = "application/json"
+) -> tuple[HTTPServer, list[str | None]]:
+    """A server on 127.0.0.1 answering every POST with 200 and `answer`, and the list of
+    each request's Authorization header (filled as requests come). `shutdown()` it."""
+    auth: list[str | None] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            auth.append(self.headers.get("authorization"))
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    httpd = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, auth

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import threading
 from collections.abc import AsyncGenerator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import cast
 
 import pytest
@@ -23,7 +21,7 @@ from harmonygraph.models import (
 from harmonygraph.models.constrained import _without_prompt_ids
 from harmonygraph.tracing import FakeOpenAIServer
 
-from .helpers import CALL, DEVELOPER, FINAL, SYSTEM, TOOL_RESULT, make_request
+from .helpers import CALL, DEVELOPER, FINAL, SYSTEM, TOOL_RESULT, answering_server, make_request
 
 
 async def test_complete_parses_tool_call_and_reasoning(server: FakeOpenAIServer) -> None:
@@ -251,28 +249,8 @@ def test_prompt_ids_are_dropped_from_a_body_only_where_they_are_a_list_of_ids() 
     assert _without_prompt_ids('{"prompt_token_ids": ["x"]}') == '{"prompt_token_ids": ["x"]}'
 
 
-def _answering(body: bytes) -> HTTPServer:
-    """A server on 127.0.0.1 answering every POST with 200 and `body`."""
-
-    class Answer(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["content-length"]))
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    httpd = HTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
-
-
 async def test_a_body_that_is_not_a_json_object_is_a_clear_error() -> None:
-    httpd = _answering(b"[1,2]")  # a JSON list instead of a completion
+    httpd, _ = answering_server(b"[1,2]")  # a JSON list instead of a completion
     try:
         model = HarmonyCompletionsModel(
             base_url=f"http://127.0.0.1:{httpd.server_port}/v1",
@@ -288,7 +266,7 @@ async def test_a_body_that_is_not_a_json_object_is_a_clear_error() -> None:
 async def test_a_completion_missing_fields_is_still_read() -> None:
     # No id, object, created, model or usage: the SDK's lenient build takes it, so do we.
     answer = {"choices": [{"index": 0, "text": FINAL, "finish_reason": "stop"}]}
-    httpd = _answering(json.dumps(answer).encode())
+    httpd, _ = answering_server(json.dumps(answer).encode())
     try:
         model = HarmonyCompletionsModel(
             base_url=f"http://127.0.0.1:{httpd.server_port}/v1",

@@ -9,8 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import ClassVar
 
 import pytest
 from harmonygraph.models import (
@@ -22,7 +20,7 @@ from harmonygraph.models import (
 )
 from harmonygraph.tracing import FakeOpenAIServer
 
-from .helpers import FINAL, make_request
+from .helpers import FINAL, answering_server, make_request
 
 
 @pytest.fixture
@@ -62,36 +60,6 @@ async def test_a_server_that_hangs_up_is_no_timeout(hanging_up: int) -> None:
     assert "disconnected" in str(caught.value).lower()
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Answers every POST with `answer`, keeping each request's Authorization header."""
-
-    answer = b""
-    content_type = "application/json"
-    auth: ClassVar[list[str | None]] = []
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["content-length"]))
-        self.auth.append(self.headers.get("authorization"))
-        self.send_response(200)
-        self.send_header("content-type", self.content_type)
-        self.send_header("content-length", str(len(self.answer)))
-        self.end_headers()
-        self.wfile.write(self.answer)
-
-    def log_message(self, *args: object) -> None:
-        return
-
-
-def _serve(answer: bytes, content_type: str) -> tuple[HTTPServer, list[str | None]]:
-    auth: ClassVar[list[str | None]] = []
-    handler = type(
-        "Handler", (_Recorder,), {"answer": answer, "content_type": content_type, "auth": auth}
-    )
-    httpd = HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, auth
-
-
 @pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None, reason="aiohttp not installed")
 async def test_credentials_in_the_base_url_work_with_aiohttp_installed() -> None:
     # aiohttp refuses a URL's user-info beside the SDK's Authorization header (a bare
@@ -99,7 +67,7 @@ async def test_credentials_in_the_base_url_work_with_aiohttp_installed() -> None
     choice = {"index": 0, "text": FINAL, "finish_reason": "stop", "logprobs": None}
     completion = json.dumps({"id": "c", "object": "text_completion", "created": 1,
                              "model": "m", "choices": [choice]}).encode()  # fmt: skip
-    httpd, auth = _serve(completion, "application/json")
+    httpd, auth = answering_server(completion)
     try:
         model = HarmonyCompletionsModel(
             base_url=f"http://user:sekret@127.0.0.1:{httpd.server_port}/v1",
@@ -114,7 +82,7 @@ async def test_credentials_in_the_base_url_work_with_aiohttp_installed() -> None
 
 
 async def test_a_body_that_is_no_completion_names_the_url_without_its_credentials() -> None:
-    httpd, _ = _serve(b"<html>sign in to the proxy</html>", "text/html")
+    httpd, _ = answering_server(b"<html>sign in to the proxy</html>", "text/html")
     try:
         model = HarmonyCompletionsModel(
             base_url=f"http://user:sekret@127.0.0.1:{httpd.server_port}/v1",

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -20,6 +22,37 @@ pytestmark = pytest.mark.postgres
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harmonygraph", "serve", *args],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+@contextmanager
+def _served(
+    *args: str, pg_url: str, startup_s: float = 60
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`harmonygraph serve ARGS` as a process on a free port, once it answers /healthz;
+    terminated on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harmonygraph", "serve", *args, "--port", str(port),
+         "--database-url", pg_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        yield proc, port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_keys_create_list_revoke(pg_url):
@@ -51,33 +84,12 @@ def test_serve_a_task_file(pg_url, tmp_path):
             f"name: helper\ninstructions: Be brief.\ninput: unused\nreasoning: low\n"
             f"model: {{base_url: {fake.base_url}, name: openai/gpt-oss-20b, api: completions}}\n"
         )
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harmonygraph", "serve", "--task", str(task), "--port",
-             str(port), "--database-url", pg_url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        with _served("--task", str(task), pg_url=pg_url) as (_proc, port):
             key = make_key(pg_url, "cli")
             client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
             assert [m.id for m in client.models.list()] == ["helper"]
             resp = client.responses.create(model="helper", input="Hi")
             assert resp.output_text == "Served from a task file."
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 def test_serve_refuses_without_agents():
@@ -116,25 +128,8 @@ def test_serve_with_two_workers_shares_conversations(pg_url, tmp_path):
             f"name: helper\ninstructions: Be brief.\ninput: unused\nreasoning: low\n"
             f"model: {{base_url: {fake.base_url}, name: openai/gpt-oss-20b, api: completions}}\n"
         )
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harmonygraph", "serve", "--task", str(task), "--port",
-             str(port), "--database-url", pg_url, "--workers", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        served = _served("--task", str(task), "--workers", "2", pg_url=pg_url, startup_s=90)
+        with served as (proc, port):
             workers = [c for c in _children(proc.pid) if "spawn_main" in c]
             assert len(workers) == 2, _children(proc.pid)
             key = make_key(pg_url, "workers")
@@ -153,7 +148,4 @@ def test_serve_with_two_workers_shares_conversations(pg_url, tmp_path):
             last = fake.bodies("/v1/completions")[-1]["prompt"]
             text = get_encoding().decode(last)
             assert all(f"Turn {i}" in text for i in range(4))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     assert not [c for c in _children(proc.pid) if "spawn_main" in c]
