@@ -149,3 +149,8 @@ def test_serve_with_two_workers_shares_conversations(pg_url, tmp_path):
             text = get_encoding().decode(last)
             assert all(f"Turn {i}" in text for i in range(4))
     assert not [c for c in _children(proc.pid) if "spawn_main" in c]
+
+
+def test_serve_refuses_fewer_than_one_worker(tmp_path):
+    r = _cli("--task", str(tmp_path / "none.yaml"), "--workers", "0")
+    assert r.returncode == 2 and "--workers" in r.stderr
